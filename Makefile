@@ -1,0 +1,28 @@
+# The two commands of a fresh machine: `make up` (run the service) and `make test` (the whole suite).
+# Each installs what it needs: uv (through pip when missing), then the locked dependencies.
+SHELL := /bin/bash
+UV := $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
+PYTHON ?= python3
+
+.PHONY: up test lint typecheck check install
+
+$(UV):
+	$(PYTHON) -m pip install --user --quiet uv || $(PYTHON) -m pip install --quiet uv
+
+install: $(UV)
+	$(UV) sync --frozen
+
+up: install
+	$(UV) run wallet up
+
+test: install
+	$(UV) run pytest
+
+lint: install
+	$(UV) run ruff check app tasks tests migrations celeryconfig.py
+	$(UV) run ruff format --check app tasks tests migrations celeryconfig.py
+
+typecheck: install
+	$(UV) run mypy
+
+check: lint typecheck test

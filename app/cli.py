@@ -1,0 +1,196 @@
+"""The `wallet` command line: run, migrate and operate the service."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from app.config import PROJECT_ROOT, UnsafeConfigurationError, get_settings
+
+DATA_DIR = Path(os.environ.get("WALLET_DATA_DIR", PROJECT_ROOT / ".wallet-data"))
+
+
+def _celery(*args: str) -> list[str]:
+    return [sys.executable, "-m", "celery", "-A", "tasks", *args]
+
+
+def cmd_migrate(_: argparse.Namespace) -> int:
+    """Create the database if needed and apply every migration."""
+    from app.lib.infra import create_database_if_missing
+    from app.lib.migrations import upgrade
+
+    url = get_settings().database_url
+    create_database_if_missing(url)
+    upgrade(url)
+    print("migrations applied")
+    return 0
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = get_settings()
+    settings.check_safe_for_production()
+    uvicorn.run(
+        "app.main:app",
+        host=args.host or settings.api_host,
+        port=args.port or settings.api_port,
+        workers=args.workers or settings.api_workers,
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,
+    )
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    return subprocess.call([*_celery("worker", "--loglevel", args.loglevel), *args.extra])  # noqa: S603
+
+
+def cmd_beat(args: argparse.Namespace) -> int:
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    schedule = str(DATA_DIR / "celerybeat-schedule")
+    return subprocess.call([*_celery("beat", "--loglevel", args.loglevel, "--schedule", schedule), *args.extra])  # noqa: S603
+
+
+def cmd_flower(args: argparse.Namespace) -> int:
+    return subprocess.call([*_celery("flower", f"--port={args.port}", f"--address={args.address}"), *args.extra])  # noqa: S603
+
+
+def _wait_for_health(url: str, processes: list[subprocess.Popen[bytes]], timeout: float = 60) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(p.poll() is not None for p in processes):
+            return False
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    return False
+
+
+def _stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    for process in processes:
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """Everything for local use: database, broker, migrations, API, worker and beat; Ctrl-C stops it all."""
+    from app.lib.infra import resolve_infrastructure
+    from app.lib.migrations import upgrade
+
+    try:
+        get_settings().check_safe_for_production()
+    except UnsafeConfigurationError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    infra = resolve_infrastructure(DATA_DIR)
+    print(f"PostgreSQL ({infra.origin['database']}): {infra.database_url}")
+    print(f"Redis ({infra.origin['redis']}): {infra.redis_url}")
+    env = {**os.environ, "DATABASE_URL": infra.database_url, "REDIS_URL": infra.redis_url}
+    processes: list[subprocess.Popen[bytes]] = []
+    stopping = False
+
+    def request_stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    try:
+        upgrade(infra.database_url)
+        print("migrations applied")
+        host, port = args.host, args.port
+        commands = [
+            [sys.executable, "-m", "app.cli", "api", "--host", host, "--port", str(port)],
+            _celery("worker", "--loglevel", "INFO", "--concurrency", str(args.concurrency)),
+            _celery("beat", "--loglevel", "INFO", "--schedule", str(DATA_DIR / "celerybeat-schedule")),
+        ]
+        if args.flower:
+            commands.append(_celery("flower", f"--port={args.flower_port}", "--address=127.0.0.1"))
+        processes = [
+            subprocess.Popen(command, env=env, cwd=PROJECT_ROOT, start_new_session=True)  # noqa: S603
+            for command in commands
+        ]
+        base = f"http://{host}:{port}"
+        if not _wait_for_health(f"{base}/health", processes):
+            print("the service did not become healthy; stopping", file=sys.stderr)
+            return 1
+        print(f"\nWallet service is up.\n  API:  {base}\n  Docs: {base}/docs")
+        if args.flower:
+            print(f"  Flower: http://127.0.0.1:{args.flower_port}")
+        print("Press Ctrl-C to stop.\n", flush=True)
+        while not stopping:
+            if any(p.poll() is not None for p in processes):
+                print("a process exited; stopping everything", file=sys.stderr)
+                return 1
+            time.sleep(0.5)
+        return 0
+    finally:
+        _stop_all(processes)
+        infra.stop()
+        print("stopped")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wallet", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    up = commands.add_parser("up", help="run everything locally (embedded PostgreSQL and Redis if none)")
+    up.add_argument("--host", default="127.0.0.1")
+    up.add_argument("--port", type=int, default=8000)
+    up.add_argument("--concurrency", type=int, default=2, help="Celery worker processes")
+    up.add_argument("--flower", action="store_true", help="also start Flower")
+    up.add_argument("--flower-port", type=int, default=5555)
+    up.set_defaults(handler=cmd_up)
+
+    commands.add_parser("migrate", help="apply database migrations").set_defaults(handler=cmd_migrate)
+
+    api = commands.add_parser("api", help="run the HTTP API (uvicorn)")
+    api.add_argument("--host")
+    api.add_argument("--port", type=int)
+    api.add_argument("--workers", type=int)
+    api.set_defaults(handler=cmd_api)
+
+    for name, handler in (("worker", cmd_worker), ("beat", cmd_beat)):
+        sub = commands.add_parser(name, help=f"run a Celery {name}")
+        sub.add_argument("--loglevel", default="INFO")
+        sub.add_argument("extra", nargs=argparse.REMAINDER, help="more arguments for celery")
+        sub.set_defaults(handler=handler)
+
+    flower = commands.add_parser("flower", help="run Flower, Celery's monitor")
+    flower.add_argument("--port", type=int, default=5555)
+    flower.add_argument("--address", default="127.0.0.1")
+    flower.add_argument("extra", nargs=argparse.REMAINDER)
+    flower.set_defaults(handler=cmd_flower)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except UnsafeConfigurationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

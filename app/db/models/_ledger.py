@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from advanced_alchemy.base import IdentityBase
+from advanced_alchemy.types import DateTimeUTC
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, UniqueConstraint, func
+from sqlalchemy.orm import Mapped, mapped_column
+
+
+class SystemAccount(enum.StrEnum):
+    """Accounts that are not wallets. They get entries only; their balance is the sum of those entries."""
+
+    PAYSTACK = "paystack"
+    """Money that came in from the payment provider (its balance is minus everything deposited)."""
+    TRANSFERS_IN_FLIGHT = "transfers_in_flight"
+    """Money reserved from senders and not yet credited to recipients."""
+
+
+class LedgerAccount(IdentityBase):
+    """One account per wallet, plus the system accounts (seeded by the first migration)."""
+
+    __tablename__ = "ledger_accounts"
+
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    """`wallet:<wallet number>` or the value of a `SystemAccount`."""
+    created_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True), server_default=func.now())
+
+
+class LedgerJournal(IdentityBase):
+    """One movement of money: its entries sum to zero. Immutable (a trigger refuses UPDATE and DELETE).
+
+    `(kind, reference)` is unique, which is what makes a deposit credit happen once per reference.
+    """
+
+    __tablename__ = "ledger_journals"
+    __table_args__ = (UniqueConstraint("kind", "reference", name="uq_ledger_journals_kind_reference"),)
+
+    kind: Mapped[str] = mapped_column(String(32))
+    """`deposit`, `transfer` (acceptance) or `settlement` (one batch of settled transfers)."""
+    reference: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True), server_default=func.now())
+
+
+class LedgerEntry(IdentityBase):
+    """A signed amount on one account within one journal. Immutable."""
+
+    __tablename__ = "ledger_entries"
+    __table_args__ = (
+        CheckConstraint("amount <> 0", name="amount_not_zero"),
+        Index("ix_ledger_entries_account_id", "account_id"),
+        Index("ix_ledger_entries_journal_id", "journal_id"),
+    )
+
+    journal_id: Mapped[int] = mapped_column(ForeignKey("ledger_journals.id", ondelete="RESTRICT"))
+    account_id: Mapped[int] = mapped_column(ForeignKey("ledger_accounts.id", ondelete="RESTRICT"))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True), server_default=func.now())

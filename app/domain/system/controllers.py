@@ -1,0 +1,78 @@
+"""Service identity and health."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import msgspec
+from litestar import Controller, Response, get
+from litestar.datastructures import State
+from litestar.openapi import ResponseSpec
+from sqlalchemy import text
+
+from app.config import get_settings
+from app.lib.redis import redis_from_state
+
+HEALTH_CHECK_TIMEOUT_SECONDS = 2.0
+logger = logging.getLogger(__name__)
+
+
+class ServiceInfo(msgspec.Struct):
+    name: str
+    version: str
+    docs: str
+
+
+class HealthChecks(msgspec.Struct):
+    database: str
+    redis: str
+
+
+class Health(msgspec.Struct):
+    status: str
+    checks: HealthChecks
+
+
+async def _check_database(state: State) -> str:
+    try:
+        async with asyncio.timeout(HEALTH_CHECK_TIMEOUT_SECONDS):
+            engine = state.sqlalchemy_config.provide_engine(state)
+            async with engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+    except Exception as exc:  # noqa: BLE001 - any failure means the database is not usable
+        logger.warning("health: database check failed: %r", exc)
+        return "error"
+    return "ok"
+
+
+async def _check_redis(state: State) -> str:
+    try:
+        async with asyncio.timeout(HEALTH_CHECK_TIMEOUT_SECONDS):
+            await redis_from_state(state).ping()
+    except Exception as exc:  # noqa: BLE001 - any failure means Redis is not usable
+        logger.warning("health: redis check failed: %r", exc)
+        return "error"
+    return "ok"
+
+
+class SystemController(Controller):
+    tags = ["system"]
+
+    @get("/", summary="Service name, version and where the docs are")
+    async def root(self) -> ServiceInfo:
+        settings = get_settings()
+        return ServiceInfo(name=settings.app_name, version=settings.app_version, docs="/docs")
+
+    @get(
+        "/health",
+        summary="Whether PostgreSQL and Redis answer",
+        responses={503: ResponseSpec(data_container=Health, description="PostgreSQL or Redis is down")},
+    )
+    async def health(self, state: State) -> Response[Health]:
+        database, redis = await asyncio.gather(_check_database(state), _check_redis(state))
+        healthy = database == "ok" and redis == "ok"
+        return Response(
+            Health(status="ok" if healthy else "degraded", checks=HealthChecks(database=database, redis=redis)),
+            status_code=200 if healthy else 503,
+        )

@@ -1,0 +1,75 @@
+"""Apply and check Alembic migrations programmatically (`wallet migrate`, tests, `wallet up`)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import pool
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from app.config import PROJECT_ROOT
+from app.db import models as m
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+
+def alembic_config(database_url: str) -> Config:
+    config = Config(str(PROJECT_ROOT / "alembic.ini"))
+    config.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
+    config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    return config
+
+
+async def _run(database_url: str, action: Callable[[Config], None]) -> None:
+    engine = create_async_engine(database_url, poolclass=pool.NullPool)
+    config = alembic_config(database_url)
+
+    def with_connection(connection: Connection) -> None:
+        config.attributes["connection"] = connection
+        action(config)
+
+    try:
+        async with engine.connect() as connection:
+            await connection.run_sync(with_connection)
+            await connection.commit()
+    finally:
+        await engine.dispose()
+
+
+async def upgrade_async(database_url: str, revision: str = "head") -> None:
+    await _run(database_url, lambda config: command.upgrade(config, revision))
+
+
+async def downgrade_async(database_url: str, revision: str) -> None:
+    await _run(database_url, lambda config: command.downgrade(config, revision))
+
+
+def upgrade(database_url: str, revision: str = "head") -> None:
+    """Apply migrations up to `revision`, each in its own transaction."""
+    asyncio.run(upgrade_async(database_url, revision))
+
+
+def downgrade(database_url: str, revision: str) -> None:
+    asyncio.run(downgrade_async(database_url, revision))
+
+
+async def model_differences(database_url: str) -> list[Any]:
+    """What autogenerate would change: empty when the models and the migrated schema agree."""
+
+    def compare(connection: Connection) -> list[Any]:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        return list(compare_metadata(context, m.Base.metadata))
+
+    engine = create_async_engine(database_url, poolclass=pool.NullPool)
+    try:
+        async with engine.connect() as connection:
+            return await connection.run_sync(compare)
+    finally:
+        await engine.dispose()

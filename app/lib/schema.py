@@ -1,0 +1,52 @@
+"""Request and response schemas: msgspec Structs, decoded strictly.
+
+Litestar converts request bodies in msgspec's lax mode, where `"100"` and `100.0` become the integer 100.
+Money must arrive as a JSON integer, so `StrictRequest` decodes a body whose handler expects a Struct
+straight into that Struct in strict mode; any mismatch is a 400 `VALIDATION_ERROR` naming the field.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Request
+from litestar.exceptions import ValidationException
+from litestar.types import Empty
+
+
+class BaseStruct(msgspec.Struct, forbid_unknown_fields=False):
+    """Base of every schema."""
+
+
+def _struct_type(annotation: Any) -> type[msgspec.Struct] | None:
+    return annotation if isinstance(annotation, type) and issubclass(annotation, msgspec.Struct) else None
+
+
+class StrictRequest(Request[Any, Any, Any]):
+    """A request whose JSON body is decoded strictly into the handler's Struct."""
+
+    async def json(self) -> Any:
+        data_field = getattr(self.route_handler, "parsed_data_field", None)
+        target = _struct_type(data_field.annotation) if data_field is not None else None
+        if target is None:
+            return await super().json()
+        if self._json is Empty:
+            body = await self.body()
+            try:
+                self._json = msgspec.json.decode(body or b"null", type=target, strict=True)
+            except msgspec.ValidationError as exc:
+                raise ValidationException(
+                    detail="Validation failed", extra=[{"message": str(exc), "key": _error_path(str(exc))}]
+                ) from exc
+            except msgspec.DecodeError as exc:
+                raise ValidationException(detail="The request body is not valid JSON.") from exc
+        return self._json
+
+
+def _error_path(message: str) -> str | None:
+    """`... - at `$.amount`` → `amount`."""
+    marker = "at `$."
+    if marker not in message:
+        return None
+    return message.split(marker, 1)[1].rstrip("`")

@@ -1,0 +1,89 @@
+"""The Litestar application: `uvicorn app.main:app`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from advanced_alchemy.extensions.litestar import SQLAlchemyPlugin
+from litestar import Litestar
+from litestar.config.cors import CORSConfig
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+
+from app.config import Settings, get_settings
+from app.domain.auth.guards import provide_caller
+from app.domain.routes import ROUTE_HANDLERS
+from app.lib.db import sqlalchemy_config
+from app.lib.errors import exception_to_response
+from app.lib.logging import RequestIdMiddleware, configure_logging
+from app.lib.redis import create_redis
+from app.lib.schema import StrictRequest
+
+if TYPE_CHECKING:
+    from litestar.types import ControllerRouterHandler
+
+
+def _openapi(settings: Settings) -> OpenAPIConfig:
+    return OpenAPIConfig(
+        title="Wallet service",
+        version=settings.app_version,
+        description=(
+            "Wallets funded through Paystack, wallet-to-wallet transfers settled by workers, "
+            "Google sign-in and scoped API keys. Money is an integer in kobo.\n\n"
+            "The OpenAPI document: [/docs/openapi.json](/docs/openapi.json)"
+        ),
+        path="/docs",
+        render_plugins=[SwaggerRenderPlugin(path="/")],
+        components=Components(
+            security_schemes={
+                "BearerAuth": SecurityScheme(
+                    type="http", scheme="bearer", bearer_format="JWT", description="A user's access token."
+                ),
+                "ApiKeyAuth": SecurityScheme(
+                    type="apiKey",
+                    name="x-api-key",
+                    security_scheme_in="header",
+                    description="A service's API key, limited to its permissions.",
+                ),
+            }
+        ),
+    )
+
+
+def create_app(
+    settings: Settings | None = None, extra_route_handlers: list[ControllerRouterHandler] | None = None
+) -> Litestar:
+    """Build the application. Refuses to start with an unsafe production configuration."""
+    settings = settings or get_settings()
+    settings.check_safe_for_production()
+    configure_logging(settings)
+    db_config = sqlalchemy_config(settings)
+
+    async def open_redis(app: Litestar) -> None:
+        app.state.redis = create_redis(settings.redis_url)
+
+    async def close_redis(app: Litestar) -> None:
+        await app.state.redis.aclose()
+
+    return Litestar(
+        route_handlers=[*ROUTE_HANDLERS, *(extra_route_handlers or [])],
+        plugins=[SQLAlchemyPlugin(config=db_config)],
+        dependencies={"caller": Provide(provide_caller)},
+        exception_handlers={Exception: exception_to_response},
+        middleware=[RequestIdMiddleware],
+        request_class=StrictRequest,
+        cors_config=CORSConfig(allow_origins=settings.cors_origins) if settings.cors_origins else None,
+        openapi_config=_openapi(settings),
+        request_max_body_size=settings.max_body_bytes,
+        on_startup=[open_redis],
+        on_shutdown=[close_redis],
+        state=State({"sqlalchemy_config": db_config}),
+        debug=False,
+        logging_config=None,
+    )
+
+
+app = create_app()

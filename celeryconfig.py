@@ -1,0 +1,63 @@
+"""Celery's configuration (`celery -A tasks ...` reads it through `tasks/__init__.py`).
+
+Delivery is at least once: a task is acknowledged after it finishes (`task_acks_late`) and given back if
+its worker dies (`task_reject_on_worker_lost`), so every task is idempotent; Postgres, not the queue,
+is the record of pending work, and beat re-enqueues whatever waits too long.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from kombu import Queue
+
+from app.config import get_settings
+
+_settings = get_settings()
+
+broker_url = _settings.redis_url
+broker_connection_retry_on_startup = True
+broker_connection_timeout = 2
+broker_transport_options = {
+    # Longer than the longest task; a message from a dead worker comes back after this, and beat's
+    # re-enqueue of stale pending work recovers it sooner.
+    "visibility_timeout": 3600,
+    "socket_connect_timeout": 2,
+    "socket_timeout": 5,
+}
+task_ignore_result = True
+result_backend = None
+
+task_serializer = "json"
+result_serializer = "json"
+accept_content = ["json"]
+timezone = "UTC"
+enable_utc = True
+
+task_acks_late = True
+task_reject_on_worker_lost = True
+worker_prefetch_multiplier = 1
+task_time_limit = 300
+task_soft_time_limit = 240
+worker_send_task_events = True
+task_send_sent_event = True
+worker_hijack_root_logger = False
+
+imports = ("tasks.keys",)
+
+SETTLEMENT_QUEUE = "settlement"
+WEBHOOKS_QUEUE = "webhooks"
+MAINTENANCE_QUEUE = "maintenance"
+
+task_default_queue = MAINTENANCE_QUEUE
+task_queues = (Queue(SETTLEMENT_QUEUE), Queue(WEBHOOKS_QUEUE), Queue(MAINTENANCE_QUEUE))
+task_routes = {
+    "tasks.ledger.settle_transfers": {"queue": SETTLEMENT_QUEUE},
+    "tasks.payments.process_webhook_event": {"queue": WEBHOOKS_QUEUE},
+    "tasks.payments.verify_deposit": {"queue": WEBHOOKS_QUEUE},
+    "tasks.*": {"queue": MAINTENANCE_QUEUE},
+}
+
+beat_schedule = {
+    "sweep-expired-api-keys": {"task": "tasks.keys.sweep_expired_keys", "schedule": timedelta(minutes=1)},
+}

@@ -1,0 +1,24 @@
+"""Beat's key-expiry sweep."""
+
+from __future__ import annotations
+
+import logging
+
+from app.domain.keys.service import ApiKeyService
+from tasks import app, runtime
+
+logger = logging.getLogger(__name__)
+
+
+async def _sweep(context: runtime.WorkerContext) -> int:
+    async with context.session() as session:
+        expired = await ApiKeyService(session=session).expire_due_keys()
+    if expired:
+        logger.info("marked %d API keys expired", expired)
+    return expired
+
+
+@app.task(name="tasks.keys.sweep_expired_keys")
+def sweep_expired_keys() -> int:
+    """Mark keys past their expiry as expired."""
+    return runtime.run(_sweep)

@@ -1,0 +1,124 @@
+"""One long-lived event loop, async engine and Redis client per worker process.
+
+Celery tasks are synchronous and the services are async. `asyncio.run()` per task would leave a pooled
+asyncpg engine attached to a dead loop after the first task, so each process keeps one `asyncio.Runner`
+and makes its engine inside it; the pool then lives as long as the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
+
+from celery.signals import task_postrun, task_prerun, worker_process_init, worker_process_shutdown, worker_shutdown
+
+from app.config import Settings, get_settings
+from app.lib.db import create_engine, session_maker
+from app.lib.logging import configure_logging, request_id_var
+from app.lib.redis import create_redis
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+T = TypeVar("T")
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerContext:
+    """What a task's coroutine gets: the settings, a session factory and Redis."""
+
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    redis: Redis
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        async with self.sessions() as session:
+            yield session
+
+
+_lock = threading.Lock()
+_runner: asyncio.Runner | None = None
+_context: WorkerContext | None = None
+
+
+def _start() -> tuple[asyncio.Runner, WorkerContext]:
+    global _runner, _context  # noqa: PLW0603 - one runtime per process is the point
+    with _lock:
+        if _runner is None or _context is None:
+            settings = get_settings()
+            configure_logging(settings)
+            runner = asyncio.Runner()
+
+            async def build() -> WorkerContext:
+                engine = create_engine(settings)
+                return WorkerContext(settings, engine, session_maker(engine), create_redis(settings.redis_url))
+
+            _context = runner.run(build())
+            _runner = runner
+        return _runner, _context
+
+
+def run(work: Callable[[WorkerContext], Awaitable[T]]) -> T:
+    """Run a task's coroutine on this process's loop."""
+    runner, context = _start()
+
+    async def call() -> T:
+        return await work(context)
+
+    return runner.run(call())
+
+
+def shutdown() -> None:
+    """Dispose the engine and Redis client and close the loop (process exit)."""
+    global _runner, _context
+    with _lock:
+        if _runner is None or _context is None:
+            return
+        context = _context
+
+        async def close() -> None:
+            await context.redis.aclose()
+            await context.engine.dispose()
+
+        try:
+            _runner.run(close())
+        finally:
+            _runner.close()
+            _runner, _context = None, None
+
+
+@worker_process_init.connect
+def _on_process_init(**_: object) -> None:
+    # A forked child must not reuse the parent's loop or sockets.
+    global _runner, _context
+    _runner, _context = None, None
+    _start()
+
+
+@worker_process_shutdown.connect
+def _on_process_shutdown(**_: object) -> None:
+    shutdown()
+
+
+@worker_shutdown.connect
+def _on_worker_shutdown(**_: object) -> None:
+    shutdown()
+
+
+@task_prerun.connect
+def _stamp_task_id(task_id: str | None = None, **_: object) -> None:
+    request_id_var.set(task_id or "-")
+
+
+@task_postrun.connect
+def _clear_task_id(**_: object) -> None:
+    request_id_var.set("-")

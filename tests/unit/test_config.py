@@ -1,0 +1,66 @@
+"""Settings are read once from the environment and `.env`, and production refuses unsafe ones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.config import DEVELOPMENT_JWT_SECRET, UnsafeConfigurationError, load_settings
+
+SAFE_PRODUCTION = {
+    "APP_ENV": "production",
+    "JWT_SECRET": "s" * 48,
+    "PAYSTACK_SECRET_KEY": "sk_live_abc",
+    "GOOGLE_CLIENT_ID": "client",
+    "GOOGLE_CLIENT_SECRET": "secret",
+    "GOOGLE_REDIRECT_URI": "https://wallet.example.com/auth/google/callback",
+}
+
+
+def test_environment_variables_win_over_dotenv(tmp_path: Path) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_text(
+        'TRANSFER_WAIT_MS=10\nLOG_LEVEL="DEBUG"\n# a comment\nCORS_ORIGINS=https://a.test, https://b.test\n'
+    )
+    settings = load_settings({"TRANSFER_WAIT_MS": "25"}, dotenv)
+    assert settings.transfer_wait_ms == 25
+    assert settings.log_level == "DEBUG"
+    assert settings.cors_origins == ["https://a.test", "https://b.test"]
+
+
+def test_webhook_secret_defaults_to_the_paystack_secret_key(tmp_path: Path) -> None:
+    settings = load_settings({"PAYSTACK_SECRET_KEY": "sk_test_1"}, tmp_path / "none")
+    assert settings.webhook_secret == "sk_test_1"
+    assert load_settings({"PAYSTACK_WEBHOOK_SECRET": "whsec"}, tmp_path / "none").webhook_secret == "whsec"
+
+
+def test_safe_production_configuration_is_accepted(tmp_path: Path) -> None:
+    load_settings(SAFE_PRODUCTION, tmp_path / "none").check_safe_for_production()
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ({"JWT_SECRET": DEVELOPMENT_JWT_SECRET}, "JWT_SECRET"),
+        ({"JWT_SECRET": "short"}, "JWT_SECRET"),
+        ({"PAYSTACK_SECRET_KEY": ""}, "PAYSTACK_SECRET_KEY"),
+        ({"GOOGLE_CLIENT_ID": ""}, "GOOGLE_CLIENT_ID"),
+        ({"GOOGLE_CLIENT_SECRET": ""}, "GOOGLE_CLIENT_SECRET"),
+    ],
+)
+def test_production_refuses_an_unsafe_setting_and_names_it(
+    tmp_path: Path, override: dict[str, str], named: str
+) -> None:
+    settings = load_settings(SAFE_PRODUCTION | override, tmp_path / "none")
+    with pytest.raises(UnsafeConfigurationError, match=named):
+        settings.check_safe_for_production()
+
+
+def test_development_accepts_the_default_secret(tmp_path: Path) -> None:
+    load_settings({"APP_ENV": "development"}, tmp_path / "none").check_safe_for_production()
+
+
+def test_a_non_integer_setting_is_reported_by_name(tmp_path: Path) -> None:
+    with pytest.raises(UnsafeConfigurationError, match="TRANSFER_WAIT_MS"):
+        load_settings({"TRANSFER_WAIT_MS": "soon"}, tmp_path / "none")
