@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from advanced_alchemy.extensions.litestar import SQLAlchemyPlugin
@@ -19,11 +20,15 @@ from app.domain.routes import ROUTE_HANDLERS
 from app.lib.db import sqlalchemy_config
 from app.lib.errors import exception_to_response
 from app.lib.logging import RequestIdMiddleware, configure_logging
+from app.lib.migrations import ensure_migrated
+from app.lib.ratelimit import RateLimitMiddleware
 from app.lib.redis import create_redis
 from app.lib.schema import StrictRequest
 
 if TYPE_CHECKING:
     from litestar.types import ControllerRouterHandler
+
+logger = logging.getLogger(__name__)
 
 
 def _openapi(settings: Settings) -> OpenAPIConfig:
@@ -65,6 +70,17 @@ def create_app(
     async def open_redis(app: Litestar) -> None:
         app.state.redis = create_redis(settings.redis_url)
 
+    async def migrate_outside_production(_: Litestar) -> None:
+        # Convenience for local runs: a fresh database works without a separate `wallet migrate`.
+        # Production applies migrations explicitly (`wallet migrate`, the compose `migrate` service).
+        if settings.is_production:
+            return
+        try:
+            if await ensure_migrated(settings.database_url):
+                logger.info("applied pending database migrations at start-up")
+        except Exception:
+            logger.warning("could not check database migrations at start-up", exc_info=True)
+
     async def close_redis(app: Litestar) -> None:
         await app.state.redis.aclose()
 
@@ -73,14 +89,14 @@ def create_app(
         plugins=[SQLAlchemyPlugin(config=db_config)],
         dependencies={"caller": Provide(provide_caller)},
         exception_handlers={Exception: exception_to_response},
-        middleware=[RequestIdMiddleware],
+        middleware=[RequestIdMiddleware, RateLimitMiddleware],
         request_class=StrictRequest,
         cors_config=CORSConfig(allow_origins=settings.cors_origins) if settings.cors_origins else None,
         openapi_config=_openapi(settings),
         request_max_body_size=settings.max_body_bytes,
-        on_startup=[open_redis],
+        on_startup=[open_redis, migrate_outside_production],
         on_shutdown=[close_redis],
-        state=State({"sqlalchemy_config": db_config}),
+        state=State({"sqlalchemy_config": db_config, "settings": settings}),
         debug=False,
         logging_config=None,
     )

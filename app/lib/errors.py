@@ -250,6 +250,8 @@ def _validation_detail(exc: ValidationException) -> str:
     detail = exc.detail or "Validation failed."
     if isinstance(exc.extra, list) and exc.extra:
         first = exc.extra[0]
+        if isinstance(first, dict) and first.get("key") == "data" and first.get("source") == "body":
+            return "A JSON request body is required."
         if isinstance(first, dict) and first.get("message"):
             key = first.get("key")
             return f"Validation failed: {first['message']}" + (f" (field `{key}`)" if key else "")

@@ -10,7 +10,8 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import pool
+from alembic.script import ScriptDirectory
+from sqlalchemy import pool, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.config import PROJECT_ROOT
@@ -39,6 +40,40 @@ async def _run(database_url: str, action: Callable[[Config], None]) -> None:
         async with engine.connect() as connection:
             await connection.run_sync(with_connection)
             await connection.commit()
+    finally:
+        await engine.dispose()
+
+
+MIGRATION_LOCK_ID = 7_340_011
+"""Key of the advisory lock that serialises concurrent start-ups applying migrations."""
+
+
+async def ensure_migrated(database_url: str) -> bool:
+    """Bring the schema to the latest migration unless it is there already (development and test start-up).
+
+    Concurrent callers (several API processes starting at once) queue on an advisory lock, so the
+    migrations run once. Returns True when migrations were applied.
+    """
+    config = alembic_config(database_url)
+    head = ScriptDirectory.from_config(config).get_current_head()
+    engine = create_async_engine(database_url, poolclass=pool.NullPool)
+
+    def migrate_if_behind(connection: Connection) -> bool:
+        connection.execute(text("SELECT pg_advisory_lock(:id)"), {"id": MIGRATION_LOCK_ID})
+        try:
+            if MigrationContext.configure(connection).get_current_revision() == head:
+                return False
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+            return True
+        finally:
+            connection.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": MIGRATION_LOCK_ID})
+
+    try:
+        async with engine.connect() as connection:
+            applied = await connection.run_sync(migrate_if_behind)
+            await connection.commit()
+            return applied
     finally:
         await engine.dispose()
 

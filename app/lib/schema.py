@@ -7,6 +7,7 @@ straight into that Struct in strict mode; any mismatch is a 400 `VALIDATION_ERRO
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import msgspec
@@ -33,6 +34,7 @@ class StrictRequest(Request[Any, Any, Any]):
             return await super().json()
         if self._json is Empty:
             body = await self.body()
+            _refuse_duplicate_keys(body)
             try:
                 self._json = msgspec.json.decode(body or b"null", type=target, strict=True)
             except msgspec.ValidationError as exc:
@@ -42,6 +44,29 @@ class StrictRequest(Request[Any, Any, Any]):
             except msgspec.DecodeError as exc:
                 raise ValidationException(detail="The request body is not valid JSON.") from exc
         return self._json
+
+
+def _refuse_duplicate_keys(body: bytes) -> None:
+    """A body naming a field twice is ambiguous (which amount did the client mean?): refuse it."""
+
+    duplicates: list[str] = []
+
+    def pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        keys = [key for key, _ in pairs]
+        duplicates.extend(key for key in keys if keys.count(key) > 1)
+        return dict(pairs)
+
+    if body.count(b'"') < 4:
+        return
+    try:
+        json.loads(body, object_pairs_hook=pairs_hook)
+    except ValueError:
+        return  # not JSON at all: msgspec reports it precisely
+    if duplicates:
+        raise ValidationException(
+            detail=f"Validation failed: the field `{duplicates[0]}` appears more than once.",
+            extra=[{"message": "duplicate field", "key": duplicates[0]}],
+        )
 
 
 def _error_path(message: str) -> str | None:

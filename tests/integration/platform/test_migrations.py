@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 
 import asyncpg
 import pytest
+from litestar.testing import AsyncTestClient
 
 from app.config import Settings
 from app.lib.infra import create_database_if_missing, drop_database
-from app.lib.migrations import downgrade_async, model_differences, upgrade_async
+from app.lib.migrations import downgrade_async, ensure_migrated, model_differences, upgrade_async
+from app.main import create_app
 
 
 @pytest.fixture
@@ -97,3 +101,18 @@ async def test_a_migration_failing_half_way_rolls_back_completely(scratch_databa
         await connection.close()
     assert users is None, "tables created before the failure must have been rolled back"
     assert applied == 0
+
+
+async def test_concurrent_start_ups_migrate_a_fresh_database_once(scratch_database: str) -> None:
+    results = await asyncio.gather(*(ensure_migrated(scratch_database) for _ in range(3)))
+    assert sorted(results) == [False, False, True]
+    assert await model_differences(scratch_database) == []
+
+
+async def test_the_api_migrates_a_fresh_database_at_start_up_outside_production(
+    scratch_database: str, settings: Settings
+) -> None:
+    app = create_app(replace(settings, database_url=scratch_database))
+    async with AsyncTestClient(app=app) as client:
+        assert (await client.get("/health")).json()["checks"]["database"] == "ok"
+    assert await model_differences(scratch_database) == []

@@ -142,3 +142,29 @@ async def test_cors_allows_only_configured_origins(settings: Settings) -> None:
         other = await client.get("/", headers={"origin": "https://evil.example.com"})
     assert allowed.headers.get("access-control-allow-origin") == "https://app.example.com"
     assert "access-control-allow-origin" not in other.headers
+
+
+async def test_a_field_given_twice_is_refused_not_guessed(probe_client: AsyncTestClient) -> None:
+    response = await probe_client.post(
+        "/test/echo", content=b'{"amount": 1, "amount": 2}', headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert response.json()["error_code"] == "VALIDATION_ERROR"
+    assert "amount" in response.json()["detail"]
+
+
+async def test_a_missing_body_is_a_400_that_says_so(probe_client: AsyncTestClient) -> None:
+    response = await probe_client.post("/test/echo", content=b"", headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    assert response.json() == {
+        "detail": "A JSON request body is required.",
+        "error_code": "VALIDATION_ERROR",
+        "errors": [{"message": "'data'", "key": "data", "source": "body"}],
+    }
+
+
+async def test_a_body_over_the_size_limit_is_413(probe_client: AsyncTestClient, settings: Settings) -> None:
+    body = b'{"amount": 1' + b" " * (settings.max_body_bytes + 1) + b"}"
+    response = await probe_client.post("/test/echo", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 413
+    assert response.json()["error_code"] == "PAYLOAD_TOO_LARGE"

@@ -1,0 +1,95 @@
+"""Rate limiting on Redis: `RATE_LIMIT_PER_MINUTE` requests per user, API key or client address.
+
+A fixed one-minute window per subject (INCR + EXPIRE in one round trip). The subject is the verified
+JWT's user, else the API key (by hash), else the client address. Failed authentications also count
+against the client address, so guessing keys or tokens from one place is stopped whatever it sends.
+The Paystack webhook and `/health` are exempt. If Redis is unreachable the limiter lets requests
+through: the limiter protects capacity, and refusing every request would be the bigger outage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from app.config import Settings
+from app.domain.auth.tokens import decode_token
+from app.lib.errors import RateLimited, WalletError
+from app.lib.net import client_address
+
+if TYPE_CHECKING:
+    from litestar.types import ASGIApp, Message, Receive, Scope, Send
+    from redis.asyncio import Redis
+
+logger = logging.getLogger(__name__)
+
+EXEMPT_PATHS = frozenset({"/wallet/paystack/webhook", "/health"})
+WINDOW_SECONDS = 60
+AUTH_FAILURE_STATUS = 401
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def rate_limit_subject(scope: Scope, settings: Settings) -> str:
+    """Who a request counts against."""
+    authorization = _header(scope, b"authorization")
+    if authorization and authorization[:7].lower() == "bearer ":
+        try:
+            return f"user:{decode_token(settings, authorization[7:].strip()).user_id}"
+        except WalletError:
+            pass
+    api_key = _header(scope, b"x-api-key")
+    if api_key:
+        return "key:" + hashlib.sha256(api_key.encode("utf-8", "replace")).hexdigest()[:32]
+    return f"ip:{client_address(scope, settings)}"
+
+
+class RateLimitMiddleware:
+    """Answers 429 `RATE_LIMITED` with `Retry-After` once a subject used up its minute."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        settings: Settings = scope["app"].state.settings
+        limit = settings.rate_limit_per_minute
+        if scope["type"] != "http" or limit <= 0 or scope["path"] in EXEMPT_PATHS:  # type: ignore[comparison-overlap]
+            await self.app(scope, receive, send)
+            return
+        redis: Redis = scope["app"].state.redis
+        window = int(time.time()) // WINDOW_SECONDS
+        retry_after = str(WINDOW_SECONDS - int(time.time()) % WINDOW_SECONDS)
+        address_key = f"ratelimit:authfail:{client_address(scope, settings)}:{window}"
+        subject_key = f"ratelimit:{rate_limit_subject(scope, settings)}:{window}"
+        try:
+            async with redis.pipeline(transaction=False) as pipe:
+                pipe.incr(subject_key)
+                pipe.expire(subject_key, WINDOW_SECONDS + 1)
+                pipe.get(address_key)
+                used, _, failures = await pipe.execute()
+        except Exception:
+            logger.warning("rate limiter unavailable; letting the request through", exc_info=True)
+            await self.app(scope, receive, send)
+            return
+        if int(used) > limit or int(failures or 0) >= limit:
+            raise RateLimited(headers={"Retry-After": retry_after})
+
+        async def counting_send(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] == AUTH_FAILURE_STATUS:
+                try:
+                    async with redis.pipeline(transaction=False) as pipe:
+                        pipe.incr(address_key)
+                        pipe.expire(address_key, WINDOW_SECONDS + 1)
+                        await pipe.execute()
+                except Exception:
+                    logger.warning("could not count a failed authentication", exc_info=True)
+            await send(message)
+
+        await self.app(scope, receive, counting_send)
