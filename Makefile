@@ -19,8 +19,8 @@ test: install
 	$(UV) run pytest
 
 lint: install
-	$(UV) run ruff check app tasks tests migrations celeryconfig.py
-	$(UV) run ruff format --check app tasks tests migrations celeryconfig.py
+	$(UV) run ruff check app tasks tests migrations bench celeryconfig.py
+	$(UV) run ruff format --check app tasks tests migrations bench celeryconfig.py
 
 typecheck: install
 	$(UV) run mypy

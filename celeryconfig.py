@@ -43,7 +43,7 @@ worker_send_task_events = True
 task_send_sent_event = True
 worker_hijack_root_logger = False
 
-imports = ("tasks.keys",)
+imports = ("tasks.keys", "tasks.ledger", "tasks.idempotency", "tasks.payments")
 
 SETTLEMENT_QUEUE = "settlement"
 WEBHOOKS_QUEUE = "webhooks"
@@ -60,4 +60,15 @@ task_routes = {
 
 beat_schedule = {
     "sweep-expired-api-keys": {"task": "tasks.keys.sweep_expired_keys", "schedule": timedelta(minutes=1)},
+    "requeue-stale-transfers": {"task": "tasks.ledger.requeue_stale_transfers", "schedule": timedelta(seconds=15)},
+    "check-ledger": {"task": "tasks.ledger.check_ledger", "schedule": timedelta(minutes=10)},
+    "purge-idempotency-records": {
+        "task": "tasks.idempotency.purge_expired_records",
+        "schedule": timedelta(hours=1),
+    },
+    "verify-stale-deposits": {"task": "tasks.payments.verify_stale_deposits", "schedule": timedelta(minutes=1)},
+    "requeue-unprocessed-webhooks": {
+        "task": "tasks.payments.requeue_unprocessed_webhooks",
+        "schedule": timedelta(minutes=1),
+    },
 }

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib
 import os
 import signal
 import subprocess
@@ -62,6 +64,100 @@ def cmd_beat(args: argparse.Namespace) -> int:
 
 def cmd_flower(args: argparse.Namespace) -> int:
     return subprocess.call([*_celery("flower", f"--port={args.port}", f"--address={args.address}"), *args.extra])  # noqa: S603
+
+
+def cmd_ledger_check(_: argparse.Namespace) -> int:
+    """Verify the ledger's invariants: one line per violation and exit 1, or a summary and exit 0."""
+    import asyncio
+
+    from app.domain.wallets.checks import check_ledger
+    from app.lib.db import create_engine, session_maker
+
+    async def check() -> int:
+        engine = create_engine(get_settings())
+        try:
+            async with session_maker(engine)() as session:
+                report = await check_ledger(session)
+        finally:
+            await engine.dispose()
+        for violation in report.violations:
+            print(f"VIOLATION: {violation}")
+        print(report.summary())
+        return 0 if report.ok else 1
+
+    try:
+        return asyncio.run(check())
+    except Exception as exc:  # noqa: BLE001 - an operator needs one line, not a traceback
+        print(f"error: could not check the ledger: {exc}", file=sys.stderr)
+        return 2
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Benchmark the whole stack against pgbench (`bench/`, in a source checkout; see the README)."""
+    try:
+        runner = importlib.import_module("bench.runner")
+    except ImportError as exc:
+        print(f"error: wallet bench needs the source checkout's bench/ and tests/ packages ({exc})", file=sys.stderr)
+        return 2
+    return int(runner.main(args))
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    """Mint a JWT for a local user, creating the user and their wallet on first use. Refused in production.
+
+    Prints the token alone on stdout (so `TOKEN=$(wallet token --email ...)` works) and the user and wallet
+    number on stderr; `--json` prints all of it as one JSON object on stdout instead.
+    """
+    settings = get_settings()
+    if settings.is_production:
+        print(
+            "error: `wallet token` mints credentials without signing in; it is refused when APP_ENV=production",
+            file=sys.stderr,
+        )
+        return 2
+    email = args.email.strip().lower()
+    local, _, domain = email.partition("@")
+    if not local or not domain or len(email) > 320 or any(c.isspace() for c in email):
+        print(f"error: {args.email!r} is not an e-mail address", file=sys.stderr)
+        return 2
+
+    import asyncio
+    import json
+
+    from app.domain.auth.sign_in import sign_in_locally
+    from app.lib.db import create_engine, session_maker
+
+    async def mint() -> dict[str, object]:
+        engine = create_engine(settings)
+        try:
+            async with session_maker(engine)() as session:
+                signed_in = await sign_in_locally(session, settings, email=email, name=args.name)
+        finally:
+            await engine.dispose()
+        return {
+            "access_token": signed_in.token.access_token,
+            "token_type": "bearer",
+            "expires_in": signed_in.token.expires_in,
+            "user_id": str(signed_in.user.id),
+            "email": signed_in.user.email,
+            "wallet_number": signed_in.wallet.number,
+        }
+
+    try:
+        minted = asyncio.run(mint())
+    except Exception as exc:  # noqa: BLE001 - an operator needs one line, not a traceback
+        print(f"error: could not mint a token: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(minted))
+    else:
+        print(minted["access_token"])
+        print(
+            f"user {minted['user_id']} <{minted['email']}>, wallet {minted['wallet_number']}, "
+            f"token valid for {minted['expires_in']} s",
+            file=sys.stderr,
+        )
+    return 0
 
 
 def _wait_for_health(url: str, processes: list[subprocess.Popen[bytes]], timeout: float = 60) -> bool:
@@ -180,6 +276,25 @@ def build_parser() -> argparse.ArgumentParser:
     flower.add_argument("--address", default="127.0.0.1")
     flower.add_argument("extra", nargs=argparse.REMAINDER)
     flower.set_defaults(handler=cmd_flower)
+
+    token = commands.add_parser(
+        "token", help="mint a JWT for a local user (created with a wallet if new); refused in production"
+    )
+    token.add_argument("--email", required=True, help="the user's e-mail address")
+    token.add_argument("--name", help="the user's display name, for a new user")
+    token.add_argument("--json", action="store_true", help="print token, user and wallet number as JSON on stdout")
+    token.set_defaults(handler=cmd_token)
+
+    ledger = commands.add_parser("ledger", help="operate the ledger")
+    ledger_commands = ledger.add_subparsers(dest="ledger_command", required=True)
+    ledger_commands.add_parser(
+        "check", help="verify the ledger's invariants (non-zero exit on any violation)"
+    ).set_defaults(handler=cmd_ledger_check)
+
+    bench = commands.add_parser("bench", help="benchmark the whole stack against pgbench (writes bench/results/)")
+    with contextlib.suppress(ImportError):  # an installed wheel has no `bench/`; cmd_bench says so
+        importlib.import_module("bench").add_arguments(bench)
+    bench.set_defaults(handler=cmd_bench)
     return parser
 
 

@@ -105,7 +105,7 @@ class Settings:
     """Smallest deposit in kobo (Paystack's own minimum is 100 kobo, NGN 1)."""
     deposit_max_amount: int = 1_000_000_000_000
     deposit_abandoned_final_hours: int = 24
-    """Age after which an `abandoned` Paystack transaction is treated as final (failed)."""
+    """Age after which an `abandoned` Paystack transaction is final: the deposit becomes `abandoned`."""
     deposit_verify_after_seconds: int = 300
     """Beat verifies deposits still pending after this long, in case the webhook never arrives."""
 

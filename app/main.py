@@ -13,10 +13,13 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.plugins.prometheus import PrometheusConfig
 
 from app.config import Settings, get_settings
 from app.domain.auth.guards import provide_caller
+from app.domain.payments.controllers import start_paystack_client, stop_paystack_client
 from app.domain.routes import ROUTE_HANDLERS
+from app.domain.wallets.notifications import start_settlement_notifier, stop_settlement_notifier
 from app.lib.db import sqlalchemy_config
 from app.lib.errors import exception_to_response
 from app.lib.logging import RequestIdMiddleware, configure_logging
@@ -58,6 +61,10 @@ def _openapi(settings: Settings) -> OpenAPIConfig:
     )
 
 
+_prometheus = PrometheusConfig(app_name="wallet", prefix="wallet", group_path=True, exclude=["/metrics"])
+"""HTTP metrics by route template (not raw path, so references don't explode the label space)."""
+
+
 def create_app(
     settings: Settings | None = None, extra_route_handlers: list[ControllerRouterHandler] | None = None
 ) -> Litestar:
@@ -89,13 +96,13 @@ def create_app(
         plugins=[SQLAlchemyPlugin(config=db_config)],
         dependencies={"caller": Provide(provide_caller)},
         exception_handlers={Exception: exception_to_response},
-        middleware=[RequestIdMiddleware, RateLimitMiddleware],
+        middleware=[RequestIdMiddleware, _prometheus.middleware, RateLimitMiddleware],
         request_class=StrictRequest,
         cors_config=CORSConfig(allow_origins=settings.cors_origins) if settings.cors_origins else None,
         openapi_config=_openapi(settings),
         request_max_body_size=settings.max_body_bytes,
-        on_startup=[open_redis, migrate_outside_production],
-        on_shutdown=[close_redis],
+        on_startup=[open_redis, migrate_outside_production, start_settlement_notifier, start_paystack_client],
+        on_shutdown=[stop_paystack_client, stop_settlement_notifier, close_redis],
         state=State({"sqlalchemy_config": db_config, "settings": settings}),
         debug=False,
         logging_config=None,

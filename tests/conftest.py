@@ -41,7 +41,7 @@ def pytest_configure(config: pytest.Config) -> None:
     global _infra  # noqa: PLW0603
     if os.environ.get("WALLET_TEST_CHILD"):
         return
-    from app.lib.infra import resolve_infrastructure
+    from app.lib.infra import free_port, resolve_infrastructure
 
     run_id = uuid.uuid4().hex[:10]
     data_dir = Path(tempfile.gettempdir()) / "wallet-test-data"
@@ -51,7 +51,7 @@ def pytest_configure(config: pytest.Config) -> None:
         environ["DATABASE_URL"] = f"{base}/wallet_test_{run_id}"
     environ |= {k: v for k, v in os.environ.items() if k.startswith("WALLET_LOCAL_")}
     _infra = resolve_infrastructure(data_dir, database=f"wallet_test_{run_id}", environ=environ)
-    redis_db = int(os.environ.get("WALLET_TEST_REDIS_DB", str(1 + int(run_id[:4], 16) % 15)))
+    redis_db = int(os.environ.get("WALLET_TEST_REDIS_DB") or _lease_redis_db(_infra.redis_url, run_id))
     log_dir = Path(tempfile.mkdtemp(prefix="wallet-test-logs-"))
     os.environ.update(
         {
@@ -66,7 +66,11 @@ def pytest_configure(config: pytest.Config) -> None:
             "TRANSFER_WAIT_MS": os.environ.get("TRANSFER_WAIT_MS", "2000"),
             "RATE_LIMIT_PER_MINUTE": "0",
             "PAYSTACK_SECRET_KEY": "sk_test_wallet_suite_secret",
-            "PAYSTACK_BASE_URL": "http://127.0.0.1:9",
+            # Payments (issue 5): a free loopback port reserved for the run's Paystack stand-in, so every API
+            # and worker process of the run, whichever test starts it, verifies deposits against the one
+            # stand-in that tests/integration/payments/conftest.py serves there (connections are refused
+            # until it starts, as they were at the old placeholder http://127.0.0.1:9).
+            "PAYSTACK_BASE_URL": f"http://127.0.0.1:{free_port()}",
         }
     )
     from app.config import get_settings
@@ -78,6 +82,27 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 _run_key = pytest.StashKey[str]()
+REDIS_LEASE_PREFIX = "wallet-test:redis-db:"
+REDIS_LEASE_SECONDS = 3600
+
+
+def _lease_redis_db(redis_url: str, run_id: str) -> int:
+    """Claim a Redis database (1-15) no other concurrent run holds: runs sharing one would steal each
+    other's Celery tasks. The lease lives in database 0, expires by itself if a run dies, and is released at
+    the end of the run."""
+    import redis
+
+    client = redis.Redis.from_url(_redis_url_with_db(redis_url, 0))
+    try:
+        start = int(run_id[:4], 16)
+        for offset in range(15):
+            db = 1 + (start + offset) % 15
+            if client.set(f"{REDIS_LEASE_PREFIX}{db}", run_id, nx=True, ex=REDIS_LEASE_SECONDS):
+                return db
+    finally:
+        client.close()
+    msg = "all 15 Redis test databases are leased by other test runs; wait for one to finish"
+    raise RuntimeError(msg)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -88,7 +113,12 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     from app.lib.infra import drop_database
 
     try:
-        redis.Redis.from_url(os.environ["REDIS_URL"]).flushdb()
+        client = redis.Redis.from_url(os.environ["REDIS_URL"])
+        client.flushdb()
+        db = client.connection_pool.connection_kwargs.get("db", 0)
+        lease = redis.Redis.from_url(_redis_url_with_db(_infra.redis_url, 0))
+        if lease.get(f"{REDIS_LEASE_PREFIX}{db}") == config.stash.get(_run_key, "").encode():
+            lease.delete(f"{REDIS_LEASE_PREFIX}{db}")
     except redis.RedisError:
         pass
     if not os.environ.get("WALLET_KEEP_TEST_DB"):

@@ -8,15 +8,30 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, cast
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 if TYPE_CHECKING:
     from litestar.datastructures import State
 
 
+MAX_CONNECTIONS = 100
+"""Connections one process opens to Redis; a burst beyond that waits (up to `POOL_TIMEOUT_SECONDS`)."""
+POOL_TIMEOUT_SECONDS = 5
+
+
 def create_redis(url: str) -> Redis:
-    # Short timeouts: a Redis that is gone must become a quick 503, not a hung request.
-    return Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30)
+    # Short timeouts: a Redis that is gone must become a quick 503, not a hung request. A blocking pool:
+    # redis-py's default pool fails at once (MaxConnectionsError) when a burst of requests needs more
+    # connections than it has, which turned a busy moment into 503s.
+    pool = BlockingConnectionPool.from_url(
+        url,
+        max_connections=MAX_CONNECTIONS,
+        timeout=POOL_TIMEOUT_SECONDS,
+        socket_connect_timeout=2,
+        socket_timeout=5,
+        health_check_interval=30,
+    )
+    return Redis.from_pool(pool)
 
 
 def redis_from_state(state: State) -> Redis:

@@ -11,10 +11,12 @@ from uuid import UUID
 
 import jwt
 
+from app.db import models as m
 from app.lib.errors import InvalidToken, TokenExpired, TokenRevoked
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
+    from sqlalchemy.ext.asyncio import AsyncSession
 
     from app.config import Settings
 
@@ -95,5 +97,26 @@ async def revoke_token(redis: Redis, claims: TokenClaims) -> None:
 
 
 async def ensure_not_revoked(redis: Redis, claims: TokenClaims) -> None:
+    """Raises `TokenRevoked` when the token was logged out."""
     if await redis.exists(DENY_LIST_PREFIX + claims.jti):
         raise TokenRevoked
+
+
+async def verify_access_token(
+    settings: Settings, redis: Redis, session: AsyncSession, token: str
+) -> tuple[m.User, TokenClaims]:
+    """Everything that makes a token usable right now: signature and claims, not logged out, user still there.
+
+    The one check behind both the authentication guard and `POST /auth/verify-token`.
+
+    Raises:
+        TokenExpired: the token is past `exp`.
+        TokenRevoked: the token was logged out.
+        InvalidToken: anything else, including a user that no longer exists.
+    """
+    claims = decode_token(settings, token)
+    await ensure_not_revoked(redis, claims)
+    user = await session.get(m.User, claims.user_id)
+    if user is None:
+        raise InvalidToken("The access token's user no longer exists.")
+    return user, claims

@@ -12,6 +12,7 @@ from litestar.openapi import ResponseSpec
 from sqlalchemy import text
 
 from app.config import get_settings
+from app.lib.metrics import render as render_metrics
 from app.lib.redis import redis_from_state
 
 HEALTH_CHECK_TIMEOUT_SECONDS = 2.0
@@ -63,6 +64,11 @@ class SystemController(Controller):
     async def root(self) -> ServiceInfo:
         settings = get_settings()
         return ServiceInfo(name=settings.app_name, version=settings.app_version, docs="/docs")
+
+    @get("/metrics", summary="Prometheus metrics", media_type="text/plain; version=0.0.4; charset=utf-8")
+    async def metrics(self, state: State) -> bytes:
+        """HTTP requests and latencies by route and status, and the business counters (see the README)."""
+        return await render_metrics(redis_from_state(state))
 
     @get(
         "/health",

@@ -1,0 +1,139 @@
+"""`/auth/*`: sign-in with Google, checking a token, and logging out."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Controller, Request, Response, get, post
+from litestar.datastructures import Cookie, State
+from litestar.di import NamedDependency
+from litestar.openapi import ResponseSpec
+from litestar.params import FromQuery, JSONBody, QueryParameter
+from litestar.response import Redirect
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.domain.auth.guards import (
+    USER_ONLY_RESPONSES,
+    USER_ONLY_SECURITY,
+    Caller,
+    bearer_token,
+    error_response,
+    requires,
+    settings_of,
+)
+from app.domain.auth.schemas import LoggedOut, SignedInUser, SignInResult, TokenVerification, VerifyTokenRequest
+from app.domain.auth.sign_in import BROWSER_COOKIE, FLOW_TTL_SECONDS, GoogleSignIn
+from app.domain.auth.tokens import revoke_token, verify_access_token
+from app.lib.errors import NotAuthenticated
+from app.lib.redis import redis_from_state
+
+OAUTH_ERROR = error_response(
+    "`OAUTH_ERROR`: a denied consent, an unknown, used or foreign state, a failed code exchange, "
+    "an ID token that fails verification, or an e-mail address the provider has not verified."
+)
+
+
+class AuthController(Controller):
+    path = "/auth"
+    tags = ["auth"]
+
+    @get(
+        "/google",
+        status_code=302,
+        summary="Start sign-in with Google: redirects to the provider's consent page",
+        description=(
+            "302 to the OpenID Connect provider's authorisation URL with `state`, `nonce` and a PKCE (S256) "
+            "challenge. Sets an HttpOnly cookie binding the sign-in to this browser for 10 minutes."
+        ),
+        responses={
+            302: ResponseSpec(data_container=None, description="To the provider's authorisation URL."),
+            400: OAUTH_ERROR,
+        },
+    )
+    async def google(self, request: Request[Any, Any, Any], state: State) -> Redirect:
+        settings = settings_of(request.app)
+        flow = await GoogleSignIn(settings, redis_from_state(state)).start(request.cookies.get(BROWSER_COOKIE))
+        cookie = Cookie(
+            key=BROWSER_COOKIE,
+            value=flow.browser_id,
+            max_age=FLOW_TTL_SECONDS,
+            path="/auth/google",
+            httponly=True,
+            secure=settings.google_redirect_uri.startswith("https://"),
+            # Lax: the cookie must come back on the provider's top-level redirect to the callback.
+            samesite="lax",
+        )
+        return Redirect(
+            flow.authorization_url, status_code=302, cookies=[cookie], headers={"Cache-Control": "no-store"}
+        )
+
+    @get(
+        "/google/callback",
+        summary="Finish sign-in with Google: our access token, the user and their wallet",
+        description="The user and their wallet are created on first sign-in.",
+        responses={400: OAUTH_ERROR},
+    )
+    async def google_callback(
+        self,
+        request: Request[Any, Any, Any],
+        state: State,
+        db_session: NamedDependency[AsyncSession],
+        *,
+        code: FromQuery[str | None] = None,
+        oauth_state: Annotated[str | None, QueryParameter(name="state")] = None,
+        error: FromQuery[str | None] = None,
+    ) -> Response[SignInResult]:
+        signed_in = await GoogleSignIn(settings_of(request.app), redis_from_state(state)).finish(
+            db_session,
+            browser_id=request.cookies.get(BROWSER_COOKIE),
+            state=oauth_state,
+            code=code,
+            error=error,
+        )
+        user = signed_in.user
+        result = SignInResult(
+            access_token=signed_in.token.access_token,
+            expires_in=signed_in.token.expires_in,
+            user=SignedInUser(id=user.id, email=user.email, name=user.name, picture=user.picture),
+            wallet_number=signed_in.wallet.number,
+        )
+        return Response(result, headers={"Cache-Control": "no-store"})
+
+    @post(
+        "/verify-token",
+        status_code=200,
+        summary="Check an access token (sent as `Authorization: Bearer` or in the body)",
+        description="When both are sent, the `Authorization` header is the one checked.",
+        security=[{"BearerAuth": []}, {}],
+        responses={
+            400: error_response("`VALIDATION_ERROR`: the body is not a JSON object with an optional `token` string."),
+            401: error_response("`NOT_AUTHENTICATED` (no token), `INVALID_TOKEN`, `TOKEN_EXPIRED` or `TOKEN_REVOKED`."),
+        },
+    )
+    async def verify_token(
+        self,
+        request: Request[Any, Any, Any],
+        state: State,
+        db_session: NamedDependency[AsyncSession],
+        data: JSONBody[VerifyTokenRequest | None] = None,
+    ) -> TokenVerification:
+        token = bearer_token(request)
+        if token is None and data is not None:
+            token = data.token
+        if token is None:
+            raise NotAuthenticated('Send the token as `Authorization: Bearer <token>` or as `{"token": ...}`.')
+        user, claims = await verify_access_token(settings_of(request.app), redis_from_state(state), db_session, token)
+        return TokenVerification(user_id=user.id, email=user.email, expires_at=claims.expires_at)
+
+    @post(
+        "/logout",
+        status_code=200,
+        summary="Log out: this access token is refused from now on",
+        guards=[requires(None)],
+        security=USER_ONLY_SECURITY,
+        responses=USER_ONLY_RESPONSES,
+    )
+    async def logout(self, caller: NamedDependency[Caller], state: State) -> LoggedOut:
+        if caller.token is not None:
+            await revoke_token(redis_from_state(state), caller.token)
+        return LoggedOut()

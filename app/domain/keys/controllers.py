@@ -1,0 +1,117 @@
+"""`/keys/*`: a signed-in user manages the API keys their services use. JWT only: a key never manages keys."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from litestar import Controller, get, post
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, JSONBody
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.domain.auth.guards import USER_ONLY_RESPONSES, USER_ONLY_SECURITY, Caller, error_response, requires
+from app.domain.keys.schemas import CreatedKey, CreateKeyRequest, KeySummary, RevokedKey, RolloverKeyRequest
+from app.domain.keys.service import ApiKeyService, IssuedKey, status_at
+
+
+async def provide_api_keys(db_session: NamedDependency[AsyncSession]) -> ApiKeyService:
+    return ApiKeyService(session=db_session)
+
+
+def _created(issued: IssuedKey) -> CreatedKey:
+    key = issued.key
+    return CreatedKey(
+        id=key.id, name=key.name, api_key=issued.secret, permissions=list(key.permissions), expires_at=key.expires_at
+    )
+
+
+class ApiKeyController(Controller):
+    path = "/keys"
+    tags = ["api keys"]
+    dependencies = {"api_keys": Provide(provide_api_keys)}
+
+    @post(
+        "/create",
+        guards=[requires(None)],
+        security=USER_ONLY_SECURITY,
+        status_code=201,
+        summary="Create an API key (its secret is shown only in this answer)",
+        responses={
+            **USER_ONLY_RESPONSES,
+            400: error_response(
+                "`VALIDATION_ERROR` (name, permissions or expiry) or `API_KEY_LIMIT_REACHED` (5 active keys)."
+            ),
+        },
+    )
+    async def create_key(
+        self,
+        caller: NamedDependency[Caller],
+        api_keys: NamedDependency[ApiKeyService],
+        data: JSONBody[CreateKeyRequest],
+    ) -> CreatedKey:
+        issued = await api_keys.create_key(
+            caller.user_id, name=data.name, permissions=data.permissions, expiry=data.expiry
+        )
+        return _created(issued)
+
+    @get(
+        "/",
+        summary="List your API keys (never their secrets)",
+        guards=[requires(None)],
+        security=USER_ONLY_SECURITY,
+        responses=USER_ONLY_RESPONSES,
+    )
+    async def list_keys(
+        self, caller: NamedDependency[Caller], api_keys: NamedDependency[ApiKeyService]
+    ) -> list[KeySummary]:
+        now = datetime.now(UTC)
+        return [
+            KeySummary(
+                id=key.id,
+                name=key.name,
+                prefix=key.prefix,
+                permissions=list(key.permissions),
+                expires_at=key.expires_at,
+                status=status_at(key, now),
+                created_at=key.created_at,
+            )
+            for key in await api_keys.list_keys(caller.user_id)
+        ]
+
+    @post(
+        "/rollover",
+        guards=[requires(None)],
+        security=USER_ONLY_SECURITY,
+        status_code=201,
+        summary="Replace an expired key with a new one of the same name and permissions",
+        responses={
+            **USER_ONLY_RESPONSES,
+            400: error_response(
+                "`API_KEY_NOT_EXPIRED` (not expired yet, revoked, or already rolled over), "
+                "`API_KEY_LIMIT_REACHED` or `VALIDATION_ERROR`."
+            ),
+            404: error_response("`API_KEY_NOT_FOUND`: none of your keys has this id."),
+        },
+    )
+    async def roll_over_key(
+        self,
+        caller: NamedDependency[Caller],
+        api_keys: NamedDependency[ApiKeyService],
+        data: JSONBody[RolloverKeyRequest],
+    ) -> CreatedKey:
+        issued = await api_keys.roll_over(caller.user_id, data.expired_key_id, expiry=data.expiry)
+        return _created(issued)
+
+    @post(
+        "/revoke/{key_id:str}",
+        guards=[requires(None)],
+        security=USER_ONLY_SECURITY,
+        status_code=200,
+        summary="Revoke an API key at once (revoking it again is a no-op)",
+        responses={**USER_ONLY_RESPONSES, 404: error_response("`API_KEY_NOT_FOUND`: none of your keys has this id.")},
+    )
+    async def revoke_key(
+        self, caller: NamedDependency[Caller], api_keys: NamedDependency[ApiKeyService], key_id: FromPath[str]
+    ) -> RevokedKey:
+        key = await api_keys.revoke(caller.user_id, key_id)
+        return RevokedKey(id=key.id)

@@ -1,0 +1,232 @@
+"""The ledger's invariants, checked on one consistent snapshot (`wallet ledger check`, beat, the tests).
+
+Each check is one SQL query; each violation is one line naming the wallet, journal or reference, so an
+operator can go straight to the row. The checks run in a REPEATABLE READ, READ ONLY transaction: money in
+the middle of moving (a transfer accepted while the check runs) is either wholly in the snapshot or wholly
+out of it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from sqlalchemy import text
+
+from app.db import models as m
+from app.domain.wallets.ledger import JOURNAL_DEPOSIT, JOURNAL_SETTLEMENT, JOURNAL_TRANSFER
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+
+@dataclass
+class LedgerReport:
+    """The outcome of a check: every violation, and a few totals for the summary line."""
+
+    violations: list[str] = field(default_factory=list)
+    journals: int = 0
+    entries: int = 0
+    wallets: int = 0
+    wallet_total: int = 0
+    in_flight: int = 0
+    pending_transfers: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+    def summary(self) -> str:
+        if not self.ok:
+            return f"ledger check FAILED: {len(self.violations)} violation(s)"
+        return (
+            f"ledger OK: {self.journals} journals, {self.entries} entries, {self.wallets} wallets holding "
+            f"{self.wallet_total}, {self.pending_transfers} pending transfers ({self.in_flight} in flight)"
+        )
+
+
+_IN_FLIGHT = m.SystemAccount.TRANSFERS_IN_FLIGHT.value
+_SUCCESS = m.DepositStatus.SUCCESS.value
+_PENDING = m.TransferStatus.PENDING.value
+
+
+async def _rows(session: AsyncSession, sql: str, **params: object) -> list[tuple[object, ...]]:
+    result = await session.execute(text(sql), params)
+    return [tuple(row) for row in result.all()]
+
+
+async def _entries_sum_to_zero(session: AsyncSession, report: LedgerReport) -> None:
+    journals, entries, total = (
+        await _rows(
+            session,
+            "SELECT (SELECT count(*) FROM ledger_journals), count(*), coalesce(sum(amount), 0) FROM ledger_entries",
+        )
+    )[0]
+    report.journals, report.entries = int(journals), int(entries)  # type: ignore[call-overload]
+    if total != 0:
+        report.violations.append(f"entries do not sum to zero: all entries together sum to {total}")
+    for kind, reference, journal_sum, count in await _rows(
+        session,
+        "SELECT j.kind, j.reference, coalesce(sum(e.amount), 0), count(e.id) FROM ledger_journals j "
+        "LEFT JOIN ledger_entries e ON e.journal_id = j.id GROUP BY j.id "
+        "HAVING coalesce(sum(e.amount), 0) <> 0 OR count(e.id) = 0 ORDER BY j.id",
+    ):
+        if count == 0:
+            report.violations.append(f"journal {kind}:{reference} has no entries")
+        else:
+            report.violations.append(f"journal {kind}:{reference} is unbalanced: its entries sum to {journal_sum}")
+
+
+async def _balances_match_entries(session: AsyncSession, report: LedgerReport) -> None:
+    wallet_rows = await _rows(
+        session,
+        "SELECT w.number, w.balance, coalesce(s.total, 0) FROM wallets w "
+        "LEFT JOIN (SELECT account_id, sum(amount) AS total FROM ledger_entries GROUP BY account_id) s "
+        "ON s.account_id = w.ledger_account_id ORDER BY w.number",
+    )
+    report.wallets = len(wallet_rows)
+    for number, cached, summed in wallet_rows:
+        report.wallet_total += int(cached)  # type: ignore[call-overload]
+        if cached != summed:
+            report.violations.append(
+                f"wallet {number}: cached balance {cached} differs from the sum of its entries {summed}"
+            )
+        if int(cached) < 0 or int(summed) < 0:  # type: ignore[call-overload]
+            report.violations.append(f"wallet {number} is negative: balance {cached}, entries sum to {summed}")
+
+
+async def _in_flight_matches_pending(session: AsyncSession, report: LedgerReport) -> None:
+    in_flight, pending, pending_count = (
+        await _rows(
+            session,
+            "SELECT (SELECT coalesce(sum(e.amount), 0) FROM ledger_entries e "
+            "        JOIN ledger_accounts a ON a.id = e.account_id WHERE a.code = :in_flight), "
+            "       coalesce(sum(t.amount), 0), count(t.id) "
+            "FROM transfers t WHERE t.status = :pending",
+            in_flight=_IN_FLIGHT,
+            pending=_PENDING,
+        )
+    )[0]
+    report.in_flight, report.pending_transfers = int(in_flight), int(pending_count)  # type: ignore[call-overload]
+    if in_flight != pending:
+        report.violations.append(
+            f"account {_IN_FLIGHT} holds {in_flight} but pending transfers add up to {pending} "
+            f"({pending_count} pending)"
+        )
+
+
+async def _deposits_credited_once(session: AsyncSession, report: LedgerReport) -> None:
+    wallet_credit = (
+        "(SELECT sum(e.amount) FROM ledger_entries e JOIN wallets w ON w.ledger_account_id = e.account_id "
+        " WHERE e.journal_id = j.id AND w.id = d.wallet_id)"
+    )
+    for reference, status, amount, credited, credit in await _rows(
+        session,
+        f"SELECT coalesce(d.reference, j.reference), d.status, d.amount, j.id IS NOT NULL, {wallet_credit} "  # noqa: S608 - constant fragments only
+        "FROM (SELECT * FROM deposits WHERE status = :success) d "
+        "FULL JOIN (SELECT * FROM ledger_journals WHERE kind = :deposit) j ON j.reference = d.reference "
+        f"WHERE d.id IS NULL OR j.id IS NULL OR d.amount IS DISTINCT FROM {wallet_credit} ORDER BY 1",
+        success=_SUCCESS,
+        deposit=JOURNAL_DEPOSIT,
+    ):
+        if status is None:
+            report.violations.append(f"deposit {reference}: credit journal without a successful deposit")
+        elif not credited:
+            report.violations.append(f"deposit {reference}: successful deposit of {amount} was never credited")
+        else:
+            report.violations.append(f"deposit {reference}: deposit of {amount} credited its wallet with {credit}")
+
+
+async def _transfers_match_journals(session: AsyncSession, report: LedgerReport) -> None:
+    for reference, has_transfer, has_journal in await _rows(
+        session,
+        "SELECT coalesce(t.reference, j.reference), t.id IS NOT NULL, j.id IS NOT NULL "
+        "FROM transfers t FULL JOIN (SELECT * FROM ledger_journals WHERE kind = :transfer) j "
+        "ON j.reference = t.reference WHERE t.id IS NULL OR j.id IS NULL ORDER BY 1",
+        transfer=JOURNAL_TRANSFER,
+    ):
+        if not has_journal:
+            report.violations.append(f"transfer {reference}: no acceptance journal")
+        elif not has_transfer:
+            report.violations.append(f"transfer {reference}: acceptance journal without a transfer")
+
+    for (reference,) in await _rows(
+        session,
+        "SELECT t.reference FROM transfers t LEFT JOIN ledger_journals j ON j.id = t.settlement_journal_id "
+        "WHERE (t.status = :pending) <> (t.settlement_journal_id IS NULL) "
+        "   OR (t.settlement_journal_id IS NOT NULL AND j.kind IS DISTINCT FROM :settlement) "
+        "ORDER BY 1",
+        pending=_PENDING,
+        settlement=JOURNAL_SETTLEMENT,
+    ):
+        report.violations.append(f"transfer {reference}: status and settlement journal disagree")
+
+    sender_debit = (
+        "(SELECT coalesce(sum(e.amount), 0) FROM ledger_entries e "
+        " WHERE e.journal_id = j.id AND e.account_id = s.ledger_account_id)"
+    )
+    for reference, amount, debited in await _rows(
+        session,
+        f"SELECT t.reference, t.amount, {sender_debit} "  # noqa: S608 - constant fragments only
+        "FROM transfers t JOIN wallets s ON s.id = t.sender_wallet_id "
+        "JOIN ledger_journals j ON j.kind = :transfer AND j.reference = t.reference "
+        f"WHERE {sender_debit} <> -t.amount ORDER BY 1",
+        transfer=JOURNAL_TRANSFER,
+    ):
+        report.violations.append(f"transfer {reference}: took {-int(debited)} from its sender instead of {amount}")  # type: ignore[call-overload]
+
+    for journal, number, expected, credited in await _rows(
+        session,
+        "WITH expected AS ("
+        "  SELECT t.settlement_journal_id AS jid, w.ledger_account_id AS aid, sum(t.amount) AS amount "
+        "  FROM transfers t JOIN wallets w ON w.id = t.recipient_wallet_id "
+        "  WHERE t.settlement_journal_id IS NOT NULL GROUP BY 1, 2), "
+        "actual AS ("
+        "  SELECT e.journal_id AS jid, e.account_id AS aid, sum(e.amount) AS amount "
+        "  FROM ledger_entries e JOIN ledger_journals j ON j.id = e.journal_id "
+        "  JOIN wallets w ON w.ledger_account_id = e.account_id "
+        "  WHERE j.kind = :settlement GROUP BY 1, 2) "
+        "SELECT j.reference, w.number, coalesce(x.amount, 0), coalesce(a.amount, 0) "
+        "FROM expected x FULL JOIN actual a ON a.jid = x.jid AND a.aid = x.aid "
+        "JOIN ledger_journals j ON j.id = coalesce(x.jid, a.jid) "
+        "JOIN wallets w ON w.ledger_account_id = coalesce(x.aid, a.aid) "
+        "WHERE x.amount IS DISTINCT FROM a.amount ORDER BY 1, 2",
+        settlement=JOURNAL_SETTLEMENT,
+    ):
+        report.violations.append(
+            f"journal {JOURNAL_SETTLEMENT}:{journal} credited wallet {number} with {credited} "
+            f"but its transfers to that wallet add up to {expected}"
+        )
+
+
+_CHECKS = (
+    _entries_sum_to_zero,
+    _balances_match_entries,
+    _in_flight_matches_pending,
+    _deposits_credited_once,
+    _transfers_match_journals,
+)
+
+
+async def check_ledger(session: AsyncSession) -> LedgerReport:
+    """Verify every ledger invariant on one snapshot.
+
+    Give it a session with no pending work: its transaction is rolled back before (to start a fresh
+    REPEATABLE READ, READ ONLY snapshot) and after.
+
+    Checks: all entries sum to zero, globally and per journal (and no journal is empty); each wallet's
+    cached balance equals the sum of its account's entries; no balance (cached or summed) is negative; the
+    in-flight account holds exactly the pending transfers; every successful deposit has exactly one credit
+    journal of its amount to its wallet, and no credit journal lacks a successful deposit; every transfer
+    has its acceptance journal debiting its sender by its amount, and every settled transfer is credited by
+    its settlement journal.
+    """
+    await session.rollback()
+    await session.connection(execution_options={"isolation_level": "REPEATABLE READ", "postgresql_readonly": True})
+    report = LedgerReport()
+    try:
+        for check in _CHECKS:
+            await check(session, report)
+    finally:
+        await session.rollback()
+    return report

@@ -1,0 +1,159 @@
+"""`/wallet/balance`, `/wallet/transfer` and `/wallet/transactions`: the caller's own wallet only."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any
+from urllib.parse import urlencode
+
+from litestar import Controller, Request, Response, get, post
+from litestar.datastructures import ResponseHeader
+from litestar.di import NamedDependency
+from litestar.openapi import ResponseSpec
+from litestar.params import FromPath, JSONBody, QueryParameter
+
+from app.domain.auth.guards import (
+    USER_OR_KEY_RESPONSES,
+    USER_OR_KEY_SECURITY,
+    Caller,
+    Permission,
+    error_response,
+    requires,
+)
+from app.domain.wallets.history import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, TransactionHistory
+from app.domain.wallets.notifications import notifier_of
+from app.domain.wallets.schemas import Balance, Transaction, TransferRequest, TransferResult, transfer_result
+from app.domain.wallets.transfers import TransferService
+from app.lib.idempotency import IdempotencyClaim, IdempotencyKeyHeader, run_idempotently
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from app.domain.wallets.ledger import AcceptedTransfer
+
+
+class WalletController(Controller):
+    path = "/wallet"
+    tags = ["wallet"]
+    security = USER_OR_KEY_SECURITY
+
+    @get(
+        "/balance",
+        guards=[requires(Permission.READ)],
+        summary="Your wallet's balance (kobo), currency and number",
+        responses={**USER_OR_KEY_RESPONSES},
+    )
+    async def balance(self, caller: NamedDependency[Caller], db_session: NamedDependency[AsyncSession]) -> Balance:
+        wallet = await TransactionHistory(db_session).wallet_of(caller.user_id)
+        return Balance(balance=wallet.balance, currency=wallet.currency, wallet_number=wallet.number)
+
+    @post(
+        "/transfer",
+        guards=[requires(Permission.TRANSFER)],
+        status_code=200,
+        summary="Send money to another wallet by its number",
+        description=(
+            "The amount leaves your balance at once (it can never go below zero) and a worker credits the "
+            "recipient. 200 when that happened within the wait bound (`TRANSFER_WAIT_MS`), else 202: the "
+            "transfer is accepted and will settle; follow it at `/wallet/transactions/{reference}`."
+        ),
+        responses={
+            **USER_OR_KEY_RESPONSES,
+            202: ResponseSpec(
+                data_container=TransferResult,
+                description="Accepted; settlement had not finished within the wait bound.",
+                generate_examples=False,
+            ),
+            400: error_response(
+                "`VALIDATION_ERROR` (body, amount not an integer from 1 to 10^12, wallet number not 13 digits, "
+                "Idempotency-Key too long), `INSUFFICIENT_BALANCE` or `SELF_TRANSFER`."
+            ),
+            404: error_response("`WALLET_NOT_FOUND`: no wallet has this number."),
+            409: error_response("`IDEMPOTENCY_KEY_IN_USE`: the first request with this key is still running."),
+            422: error_response("`IDEMPOTENCY_KEY_REUSED`: this key was used with a different request."),
+        },
+    )
+    async def transfer(
+        self,
+        request: Request[Any, Any, Any],
+        caller: NamedDependency[Caller],
+        db_session: NamedDependency[AsyncSession],
+        data: JSONBody[TransferRequest],
+        idempotency_key: IdempotencyKeyHeader = None,
+    ) -> Response[TransferResult]:
+        settings = request.app.state.settings
+        transfers = TransferService(db_session, notifier=notifier_of(request.app), wait_ms=settings.transfer_wait_ms)
+
+        async def send(claim: IdempotencyClaim) -> Response[Any]:
+            async def remember_acceptance(accepted: AcceptedTransfer) -> None:
+                # Committed with the money: a retry after a crash replays "accepted", never sends again.
+                await claim.stage(202, transfer_result(accepted.reference, settled=False))
+
+            outcome = await transfers.send(
+                sender_user_id=caller.user_id,
+                recipient_wallet_number=data.wallet_number,
+                amount=data.amount,
+                before_commit=remember_acceptance,
+            )
+            return Response(
+                transfer_result(outcome.reference, settled=outcome.settled),
+                status_code=200 if outcome.settled else 202,
+            )
+
+        return await run_idempotently(
+            db_session, request=request, user_id=caller.user_id, key=idempotency_key, handler=send
+        )
+
+    @get(
+        "/transactions",
+        guards=[requires(Permission.READ)],
+        summary="Your deposits and transfers, newest first",
+        description=(
+            "Keyset-paginated: when more items exist, the next page's URL is in the "
+            '`Link: <...>; rel="next"` header (absent on the last page).'
+        ),
+        responses={
+            **USER_OR_KEY_RESPONSES,
+            400: error_response("`VALIDATION_ERROR`: `limit` outside 1..200 or a cursor this service did not make."),
+        },
+        response_headers=[
+            ResponseHeader(
+                name="Link",
+                value='</wallet/transactions?limit=50&cursor=...>; rel="next"',
+                documentation_only=True,
+                description='`<URL of the next page>; rel="next"`; absent on the last page.',
+            )
+        ],
+    )
+    async def transactions(
+        self,
+        request: Request[Any, Any, Any],
+        caller: NamedDependency[Caller],
+        db_session: NamedDependency[AsyncSession],
+        limit: Annotated[
+            int, QueryParameter(ge=1, le=MAX_PAGE_SIZE, description="Items per page, 1 to 200.")
+        ] = DEFAULT_PAGE_SIZE,
+        cursor: Annotated[
+            str | None, QueryParameter(description="Opaque; from the previous page's `Link` header.")
+        ] = None,
+    ) -> Response[list[Transaction]]:
+        page = await TransactionHistory(db_session).page(caller.user_id, limit=limit, cursor=cursor)
+        headers = {}
+        if page.next_cursor is not None:
+            query = urlencode({"limit": limit, "cursor": page.next_cursor.encode()})
+            next_url = str(request.url.with_replacements(query=query))
+            headers["Link"] = f'<{next_url}>; rel="next"'
+        return Response(page.items, headers=headers)
+
+    @get(
+        "/transactions/{reference:str}",
+        guards=[requires(Permission.READ)],
+        summary="One deposit or transfer of yours, by reference",
+        responses={
+            **USER_OR_KEY_RESPONSES,
+            404: error_response("`TRANSACTION_NOT_FOUND`: none of your deposits or transfers has this reference."),
+        },
+    )
+    async def transaction(
+        self, caller: NamedDependency[Caller], db_session: NamedDependency[AsyncSession], reference: FromPath[str]
+    ) -> Transaction:
+        return await TransactionHistory(db_session).find(caller.user_id, reference)

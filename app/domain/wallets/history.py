@@ -1,0 +1,156 @@
+"""A wallet's history: its deposits and the transfers it sent and received, newest first.
+
+One UNION ALL over transfers sent (`transfer_out`), transfers received (`transfer_in`) and deposits, each
+branch served by its `(wallet, created_at, id)` index and cut at the page size, ordered by
+`(created_at, id)` descending. Pages are keyset-paginated: the cursor is the `(created_at, id)` of the last
+item shown, so a page never skips or repeats an item however many arrive meanwhile.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select, text
+
+from app.db import models as m
+from app.domain.wallets.schemas import Transaction
+from app.lib.errors import RequestValidationError, TransactionNotFound, WalletNotFound
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where a page ends: the position of its last item."""
+
+    created_at: datetime
+    id: uuid.UUID
+
+    def encode(self) -> str:
+        raw = json.dumps([self.created_at.astimezone(UTC).isoformat(), str(self.id)], separators=(",", ":"))
+        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, token: str) -> Cursor:
+        """Raises RequestValidationError for anything that is not a cursor this service made."""
+        try:
+            if not token or len(token) > 200:
+                raise ValueError
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+            created_at_text, id_text = json.loads(raw)
+            created_at = datetime.fromisoformat(created_at_text)
+            if created_at.tzinfo is None:
+                raise ValueError
+            return cls(created_at=created_at, id=uuid.UUID(id_text))
+        except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+            raise RequestValidationError(
+                "The cursor is invalid; use the `Link` header of the previous page.",
+                errors=[{"key": "cursor", "source": "query", "message": "invalid cursor"}],
+            ) from None
+
+
+@dataclass(frozen=True)
+class TransactionPage:
+    items: list[Transaction]
+    next_cursor: Cursor | None
+
+
+_BRANCHES = {
+    "transfer_out": (
+        "SELECT t.reference, 'transfer_out' AS type, t.amount, t.status, w.number AS counterparty, t.created_at, t.id "
+        "FROM transfers t JOIN wallets w ON w.id = t.recipient_wallet_id WHERE t.sender_wallet_id = :wallet {keyset} "
+        "ORDER BY t.created_at DESC, t.id DESC LIMIT :fetch"
+    ),
+    "transfer_in": (
+        "SELECT t.reference, 'transfer_in' AS type, t.amount, t.status, w.number AS counterparty, t.created_at, t.id "
+        "FROM transfers t JOIN wallets w ON w.id = t.sender_wallet_id WHERE t.recipient_wallet_id = :wallet {keyset} "
+        "ORDER BY t.created_at DESC, t.id DESC LIMIT :fetch"
+    ),
+    "deposit": (
+        "SELECT d.reference, 'deposit' AS type, d.amount, d.status, NULL AS counterparty, d.created_at, d.id "
+        "FROM deposits d WHERE d.wallet_id = :wallet {keyset} "
+        "ORDER BY d.created_at DESC, d.id DESC LIMIT :fetch"
+    ),
+}
+_ALIAS = {"transfer_out": "t", "transfer_in": "t", "deposit": "d"}
+
+
+def _page_sql(with_cursor: bool) -> str:
+    branches = []
+    for kind, sql in _BRANCHES.items():
+        alias = _ALIAS[kind]
+        keyset = (
+            f"AND ({alias}.created_at, {alias}.id) < (CAST(:after_at AS timestamptz), CAST(:after_id AS uuid))"
+            if with_cursor
+            else ""
+        )
+        branches.append(f"({sql.format(keyset=keyset)})")
+    return " UNION ALL ".join(branches) + " ORDER BY created_at DESC, id DESC LIMIT :fetch"
+
+
+def _transaction(row: Any) -> Transaction:
+    return Transaction(
+        reference=row.reference,
+        type=row.type,
+        amount=int(row.amount),
+        status=row.status,
+        counterparty_wallet_number=row.counterparty,
+        created_at=row.created_at.astimezone(UTC),
+    )
+
+
+class TransactionHistory:
+    """Read-only views of one user's own wallet."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def wallet_of(self, user_id: uuid.UUID) -> m.Wallet:
+        wallet: m.Wallet | None = await self.session.scalar(select(m.Wallet).where(m.Wallet.user_id == user_id))
+        if wallet is None:
+            raise WalletNotFound("You have no wallet yet.")
+        return wallet
+
+    async def page(self, user_id: uuid.UUID, *, limit: int, cursor: str | None) -> TransactionPage:
+        """Up to `limit` items older than the cursor (newest first), and the cursor of the next page."""
+        after = Cursor.decode(cursor) if cursor is not None else None
+        wallet = await self.wallet_of(user_id)
+        params: dict[str, Any] = {"wallet": wallet.id, "fetch": limit + 1}
+        if after is not None:
+            params |= {"after_at": after.created_at, "after_id": after.id}
+        rows = (await self.session.execute(text(_page_sql(after is not None)), params)).all()
+        items = [_transaction(row) for row in rows[:limit]]
+        next_cursor = None
+        if len(rows) > limit:
+            last = rows[limit - 1]
+            next_cursor = Cursor(created_at=last.created_at, id=last.id)
+        return TransactionPage(items=items, next_cursor=next_cursor)
+
+    async def find(self, user_id: uuid.UUID, reference: str) -> Transaction:
+        """One item of the caller's own history.
+
+        Raises:
+            TransactionNotFound: no transfer or deposit of the caller's wallet has this reference.
+        """
+        wallet = await self.wallet_of(user_id)
+        for kind, sql in _BRANCHES.items():
+            alias = _ALIAS[kind]
+            row = (
+                await self.session.execute(
+                    text(sql.format(keyset=f"AND {alias}.reference = :reference")),
+                    {"wallet": wallet.id, "fetch": 1, "reference": reference},
+                )
+            ).first()
+            if row is not None:
+                return _transaction(row)
+        raise TransactionNotFound

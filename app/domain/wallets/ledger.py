@@ -1,0 +1,448 @@
+"""The ledger: the one place that writes journals, entries and wallet balances.
+
+Every movement of money is a journal whose entries sum to zero, across wallet accounts (`wallet:<number>`)
+and the system accounts (`paystack`, `transfers_in_flight`). A wallet's `balance` column is a cache of the
+sum of its account's entries, updated in the same transaction as the entries; nothing outside this module
+changes a balance.
+
+Three movements exist:
+
+- deposit credit (`credit_deposit`): `paystack` → wallet, once per deposit reference;
+- transfer acceptance (`accept_transfer`, in the request): sender → `transfers_in_flight`, so the sender's
+  funds are reserved at once and the balance can never go below zero;
+- settlement (`settle_batch`, in a worker): `transfers_in_flight` → recipients, for a whole batch of pending
+  transfers in one journal, one entry and one balance update per recipient.
+
+Locking: wallet rows are locked `FOR NO KEY UPDATE`, the lock a balance UPDATE itself takes. It excludes
+every other balance writer but not the `FOR KEY SHARE` lock that inserting a row with a foreign key to the
+wallet takes, so a transfer *to* a wallet never waits for (or deadlocks with) a transfer *from* it. When
+several wallets are locked (settlement) they are locked in id order in one statement. Deadlocks and
+serialisation failures are retried with a short backoff all the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, TypeVar
+
+from sqlalchemy import func, insert, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from app.db import models as m
+from app.lib.db import is_retryable
+from app.lib.errors import InsufficientBalance, RequestValidationError, SelfTransfer, WalletNotFound
+
+if TYPE_CHECKING:
+    from uuid import UUID
+
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+JOURNAL_DEPOSIT = "deposit"
+"""`paystack` → wallet; reference = the deposit's reference (unique: a deposit is credited once)."""
+JOURNAL_TRANSFER = "transfer"
+"""Acceptance: sender → `transfers_in_flight`; reference = the transfer's reference."""
+JOURNAL_SETTLEMENT = "settlement"
+"""One settled batch: `transfers_in_flight` → recipients; reference = the batch's own reference."""
+
+MAX_ATTEMPTS = 6
+"""Tries of a transaction that keeps failing with a deadlock or serialisation failure."""
+BASE_BACKOFF_SECONDS = 0.02
+
+
+def new_transfer_reference() -> str:
+    return f"trf_{uuid.uuid4().hex}"
+
+
+def _new_settlement_reference() -> str:
+    return f"stl_{uuid.uuid4().hex}"
+
+
+def backoff_seconds(attempt: int) -> float:
+    """Exponential backoff with full jitter, so colliding transactions do not collide again in step."""
+    return random.uniform(0, BASE_BACKOFF_SECONDS * 2 ** min(attempt, 8))
+
+
+@dataclass(frozen=True)
+class AcceptedTransfer:
+    """A transfer whose funds were taken from the sender and now wait in `transfers_in_flight`."""
+
+    reference: str
+    amount: int
+    sender_wallet_id: UUID
+    recipient_wallet_id: UUID
+    recipient_wallet_number: str
+
+
+@dataclass(frozen=True)
+class SettledBatch:
+    """One settlement journal: the transfers it settled and what each recipient received."""
+
+    journal_id: int
+    journal_reference: str
+    references: list[str]
+    credits: dict[UUID, int]
+
+    @property
+    def amount(self) -> int:
+        return sum(self.credits.values())
+
+
+@dataclass(frozen=True)
+class SettlementRun:
+    """What one drain of pending transfers did."""
+
+    batches: list[SettledBatch]
+    more_pending: bool
+    """The time budget ran out with work left: the caller should schedule another run."""
+
+    @property
+    def settled(self) -> int:
+        return sum(len(batch.references) for batch in self.batches)
+
+
+class LedgerService:
+    """Every write to the ledger. Construct it with the session whose transaction the writes join.
+
+    `credit_deposit` does not commit (its caller commits it with its own state change); `accept_transfer`
+    and `settle_batch` own their transactions: they commit, and retry them on deadlock or serialisation
+    failure.
+    """
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+        self._system_accounts: dict[str, int] = {}
+
+    async def _system_account(self, account: m.SystemAccount) -> int:
+        if not self._system_accounts:
+            rows = await self.session.execute(
+                select(m.LedgerAccount.code, m.LedgerAccount.id).where(
+                    m.LedgerAccount.code.in_([a.value for a in m.SystemAccount])
+                )
+            )
+            self._system_accounts = dict(rows.tuples().all())
+        try:
+            return self._system_accounts[account.value]
+        except KeyError:
+            msg = f"system ledger account {account.value!r} is missing (migration 0001 seeds it)"
+            raise RuntimeError(msg) from None
+
+    async def _retrying(self, transaction: Callable[[], Awaitable[T]]) -> T:
+        """Run a transaction (which commits itself); roll back on any failure, run again on a retryable one."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await transaction()
+            except Exception as exc:
+                try:
+                    await self.session.rollback()
+                except Exception:
+                    logger.warning("rollback after a failed ledger transaction failed too", exc_info=True)
+                if not is_retryable(exc) or attempt >= MAX_ATTEMPTS:
+                    raise
+                delay = backoff_seconds(attempt)
+                logger.info("ledger transaction hit %r; retry %d in %.3fs", type(exc).__name__, attempt, delay)
+                await asyncio.sleep(delay)
+
+    # -- deposits ---------------------------------------------------------------------------------------
+
+    async def credit_deposit(self, *, wallet_id: UUID, amount: int, reference: str) -> bool:
+        """Credit a wallet from `paystack`, exactly once per deposit reference.
+
+        Locks the wallet row first, then writes the `deposit` journal; a journal for this reference that
+        already exists (UNIQUE(kind, reference)) makes the call a no-op. Does NOT commit: the caller commits
+        the credit together with its own state change (the deposit becoming `success`), and retries the
+        whole transaction itself if it fails with a deadlock (`app.lib.db.is_retryable`).
+
+        Returns:
+            True when this call credited the wallet, False when the reference was credited before.
+
+        Raises:
+            WalletNotFound: no wallet has this id.
+            ValueError: the amount is not positive.
+        """
+        if amount <= 0:
+            msg = f"a deposit credit must be positive, got {amount}"
+            raise ValueError(msg)
+        account_id = await self.session.scalar(
+            select(m.Wallet.ledger_account_id).where(m.Wallet.id == wallet_id).with_for_update(key_share=True)
+        )
+        if account_id is None:
+            raise WalletNotFound
+        journal_id = await self.session.scalar(
+            pg_insert(m.LedgerJournal)
+            .values(kind=JOURNAL_DEPOSIT, reference=reference)
+            .on_conflict_do_nothing(index_elements=["kind", "reference"])
+            .returning(m.LedgerJournal.id)
+        )
+        if journal_id is None:
+            return False
+        paystack = await self._system_account(m.SystemAccount.PAYSTACK)
+        await self.session.execute(
+            insert(m.LedgerEntry),
+            [
+                {"journal_id": journal_id, "account_id": paystack, "amount": -amount},
+                {"journal_id": journal_id, "account_id": account_id, "amount": amount},
+            ],
+        )
+        await self.session.execute(
+            update(m.Wallet)
+            .where(m.Wallet.id == wallet_id)
+            .values(balance=m.Wallet.balance + amount)
+            .execution_options(synchronize_session=False)
+        )
+        return True
+
+    # -- transfers: acceptance --------------------------------------------------------------------------
+
+    async def accept_transfer(
+        self,
+        *,
+        sender_user_id: UUID,
+        recipient_wallet_number: str,
+        amount: int,
+        reference: str | None = None,
+        before_commit: Callable[[AcceptedTransfer], Awaitable[None]] | None = None,
+    ) -> AcceptedTransfer:
+        """Reserve a transfer's funds: sender → `transfers_in_flight`, and a pending transfer. Commits.
+
+        The sender's wallet row is locked before anything is written, the balance checked under that lock,
+        and the pending transfer, the `transfer` journal and the sender's new balance committed together.
+        `before_commit` runs inside that transaction (an idempotency record stores its response there, so
+        the response and the money move together). Enqueue settlement only after this returns. `reference`
+        lets the caller choose the transfer's reference up front (to listen for its settlement before the
+        commit); by default a new one is made.
+
+        Raises:
+            WalletNotFound: no wallet has this number (or the sender has no wallet).
+            SelfTransfer: the number is the sender's own wallet.
+            InsufficientBalance: the sender's balance is lower than the amount.
+        """
+        if amount <= 0:
+            raise RequestValidationError("The amount must be a positive integer.")
+        reference = reference or new_transfer_reference()
+
+        async def transaction() -> AcceptedTransfer:
+            accepted = await self._reserve(sender_user_id, recipient_wallet_number, amount, reference)
+            if before_commit is not None:
+                await before_commit(accepted)
+            await self.session.commit()
+            return accepted
+
+        return await self._retrying(transaction)
+
+    async def _reserve(
+        self, sender_user_id: UUID, recipient_wallet_number: str, amount: int, reference: str
+    ) -> AcceptedTransfer:
+        recipient = (
+            await self.session.execute(
+                select(m.Wallet.id, m.Wallet.user_id, m.Wallet.currency).where(
+                    m.Wallet.number == recipient_wallet_number
+                )
+            )
+        ).one_or_none()
+        if recipient is None:
+            raise WalletNotFound("No wallet has this wallet number.")
+        if recipient.user_id == sender_user_id:
+            raise SelfTransfer
+        # Lock the sender before inserting rows that reference it (see the module docstring).
+        sender = (
+            await self.session.execute(
+                select(m.Wallet.id, m.Wallet.balance, m.Wallet.currency, m.Wallet.ledger_account_id)
+                .where(m.Wallet.user_id == sender_user_id)
+                .with_for_update(key_share=True)
+            )
+        ).one_or_none()
+        if sender is None:
+            raise WalletNotFound("You have no wallet yet.")
+        if sender.currency != recipient.currency:
+            raise RequestValidationError("Transfers between wallets of different currencies are not supported.")
+        if sender.balance < amount:
+            raise InsufficientBalance
+        journal_id = await self.session.scalar(
+            insert(m.LedgerJournal).values(kind=JOURNAL_TRANSFER, reference=reference).returning(m.LedgerJournal.id)
+        )
+        in_flight = await self._system_account(m.SystemAccount.TRANSFERS_IN_FLIGHT)
+        await self.session.execute(
+            insert(m.Transfer).values(
+                reference=reference,
+                sender_wallet_id=sender.id,
+                recipient_wallet_id=recipient.id,
+                amount=amount,
+                currency=sender.currency,
+                status=m.TransferStatus.PENDING.value,
+            )
+        )
+        await self.session.execute(
+            insert(m.LedgerEntry),
+            [
+                {"journal_id": journal_id, "account_id": sender.ledger_account_id, "amount": -amount},
+                {"journal_id": journal_id, "account_id": in_flight, "amount": amount},
+            ],
+        )
+        await self.session.execute(
+            update(m.Wallet)
+            .where(m.Wallet.id == sender.id)
+            .values(balance=m.Wallet.balance - amount)
+            .execution_options(synchronize_session=False)
+        )
+        return AcceptedTransfer(
+            reference=reference,
+            amount=amount,
+            sender_wallet_id=sender.id,
+            recipient_wallet_id=recipient.id,
+            recipient_wallet_number=recipient_wallet_number,
+        )
+
+    # -- transfers: settlement --------------------------------------------------------------------------
+
+    async def settle_batch(
+        self, *, batch_size: int, before_commit: Callable[[SettledBatch], Awaitable[None]] | None = None
+    ) -> SettledBatch | None:
+        """Settle up to `batch_size` pending transfers in one journal. Commits; None when nothing is pending.
+
+        Claims the oldest pending transfers with `FOR UPDATE SKIP LOCKED` (concurrent settlers take disjoint
+        batches), adds them up per recipient, locks each recipient once in id order, writes one settlement
+        journal (one in-flight debit, one credit per recipient), updates each recipient's balance once and
+        marks the transfers settled with one UPDATE. A transfer that another run settled is no longer
+        pending, so running this twice moves nothing twice. `before_commit` runs inside the transaction.
+        """
+
+        async def transaction() -> SettledBatch | None:
+            batch = await self._settle(batch_size)
+            if batch is None:
+                await self.session.commit()
+                return None
+            if before_commit is not None:
+                await before_commit(batch)
+            await self.session.commit()
+            return batch
+
+        return await self._retrying(transaction)
+
+    async def _settle(self, batch_size: int) -> SettledBatch | None:
+        claimed = (
+            await self.session.execute(
+                select(m.Transfer.id, m.Transfer.reference, m.Transfer.recipient_wallet_id, m.Transfer.amount)
+                .where(m.Transfer.status == m.TransferStatus.PENDING.value)
+                .order_by(m.Transfer.created_at)
+                .limit(batch_size)
+                .with_for_update(skip_locked=True)
+            )
+        ).all()
+        if not claimed:
+            return None
+        credits: dict[UUID, int] = defaultdict(int)
+        for row in claimed:
+            credits[row.recipient_wallet_id] += row.amount
+        # One statement, ORDER BY id: the rows are locked in id order, so settlers never deadlock.
+        recipients = (
+            await self.session.execute(
+                select(m.Wallet.id, m.Wallet.ledger_account_id)
+                .where(m.Wallet.id.in_(list(credits)))
+                .order_by(m.Wallet.id)
+                .with_for_update(key_share=True)
+            )
+        ).all()
+        if len(recipients) != len(credits):
+            msg = "a pending transfer names a recipient wallet that does not exist"
+            raise RuntimeError(msg)
+        journal_reference = _new_settlement_reference()
+        journal_id = await self.session.scalar(
+            insert(m.LedgerJournal)
+            .values(kind=JOURNAL_SETTLEMENT, reference=journal_reference)
+            .returning(m.LedgerJournal.id)
+        )
+        in_flight = await self._system_account(m.SystemAccount.TRANSFERS_IN_FLIGHT)
+        total = sum(credits.values())
+        await self.session.execute(
+            insert(m.LedgerEntry),
+            [
+                {"journal_id": journal_id, "account_id": in_flight, "amount": -total},
+                *(
+                    {"journal_id": journal_id, "account_id": r.ledger_account_id, "amount": credits[r.id]}
+                    for r in recipients
+                ),
+            ],
+        )
+        ids = [r.id for r in recipients]
+        await self.session.execute(
+            text(
+                "UPDATE wallets AS w SET balance = w.balance + c.credit, updated_at = now() "
+                "FROM unnest(CAST(:ids AS uuid[]), CAST(:credits AS bigint[])) AS c(id, credit) "
+                "WHERE w.id = c.id"
+            ),
+            {"ids": ids, "credits": [credits[wallet_id] for wallet_id in ids]},
+        )
+        await self.session.execute(
+            update(m.Transfer)
+            .where(m.Transfer.id.in_([row.id for row in claimed]))
+            .values(
+                status=m.TransferStatus.SUCCESS.value,
+                settled_at=datetime.now(UTC),
+                settlement_journal_id=journal_id,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        return SettledBatch(
+            journal_id=journal_id,  # type: ignore[arg-type]
+            journal_reference=journal_reference,
+            references=[row.reference for row in claimed],
+            credits=dict(credits),
+        )
+
+    async def settle_pending(
+        self,
+        *,
+        batch_size: int,
+        time_budget_seconds: float = 60.0,
+        on_settled: Callable[[SettledBatch], Awaitable[None]] | None = None,
+        before_commit: Callable[[SettledBatch], Awaitable[None]] | None = None,
+    ) -> SettlementRun:
+        """Settle batch after batch until nothing is pending or the time budget is spent.
+
+        `on_settled` runs after each batch's commit (to announce the settled references).
+        """
+        started = time.monotonic()
+        batches: list[SettledBatch] = []
+        while True:
+            batch = await self.settle_batch(batch_size=batch_size, before_commit=before_commit)
+            if batch is None:
+                return SettlementRun(batches, more_pending=False)
+            batches.append(batch)
+            if on_settled is not None:
+                await on_settled(batch)
+            if len(batch.references) < batch_size:
+                return SettlementRun(batches, more_pending=False)
+            if time.monotonic() - started > time_budget_seconds:
+                return SettlementRun(batches, more_pending=True)
+
+    # -- reading ----------------------------------------------------------------------------------------
+
+    async def transfer_status(self, reference: str) -> str | None:
+        """The status of a transfer (`pending` or `success`), None for an unknown reference."""
+        status: str | None = await self.session.scalar(
+            select(m.Transfer.status).where(m.Transfer.reference == reference)
+        )
+        return status
+
+    async def count_stale_transfers(self, older_than: timedelta) -> int:
+        """Transfers still pending after `older_than`: their settlement message was probably lost."""
+        cutoff = datetime.now(UTC) - older_than
+        count = await self.session.scalar(
+            select(func.count())
+            .select_from(m.Transfer)
+            .where(m.Transfer.status == m.TransferStatus.PENDING.value, m.Transfer.created_at < cutoff)
+        )
+        return int(count or 0)

@@ -1,0 +1,113 @@
+"""Prometheus metrics: HTTP requests by route and status, and the business's own counters.
+
+HTTP metrics come from Litestar's Prometheus middleware (per API process). Business events happen in
+several processes (the API accepts transfers, workers settle them and process webhooks), so their
+counters live in Redis hashes that every process increments, and `/metrics` reads them at scrape time.
+Losing Redis resets these counters, which Prometheus treats like any counter reset.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING
+
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+logger = logging.getLogger(__name__)
+
+COUNTERS_KEY = "metrics:counters"
+LAG_KEY = "metrics:settlement_lag"
+LAG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+COUNTER_HELP = {
+    "transfers_accepted": "Transfers accepted (sender debited, settlement pending).",
+    "transfers_settled": "Transfers settled (recipient credited).",
+    "webhook_events": "Paystack webhook events by processing outcome.",
+    "deposits": "Deposits by the status they reached.",
+}
+
+
+def _field(name: str, labels: Mapping[str, str]) -> str:
+    return name + "".join(f"|{key}={value}" for key, value in sorted(labels.items()))
+
+
+async def count(redis: Redis, name: str, amount: int = 1, **labels: str) -> None:
+    """Add to a business counter; never fails the caller (metrics are best effort)."""
+    try:
+        await redis.hincrby(COUNTERS_KEY, _field(name, labels), amount)
+    except Exception:  # a metrics outage must not fail money movement
+        logger.debug("metrics: could not count %s", name, exc_info=True)
+
+
+async def observe_settlement_lag(redis: Redis, lags_seconds: Iterable[float]) -> None:
+    """Record acceptance-to-settlement times into the histogram's buckets."""
+    lags = list(lags_seconds)
+    if not lags:
+        return
+    try:
+        async with redis.pipeline(transaction=False) as pipe:
+            for lag in lags:
+                for bound in LAG_BUCKETS:
+                    if lag <= bound:
+                        pipe.hincrby(LAG_KEY, f"le={bound}", 1)
+                pipe.hincrby(LAG_KEY, "count", 1)
+                pipe.hincrbyfloat(LAG_KEY, "sum", lag)
+            await pipe.execute()
+    except Exception:  # as above
+        logger.debug("metrics: could not observe settlement lag", exc_info=True)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class _BusinessSnapshot(Collector):
+    def __init__(self, counters: Mapping[bytes | str, bytes | str], lag: Mapping[bytes | str, bytes | str]) -> None:
+        self.counters = {_text(k): int(v) for k, v in counters.items()}
+        self.lag = {_text(k): float(v) for k, v in lag.items()}
+
+    def collect(self) -> Iterator[Metric]:
+        families: dict[str, CounterMetricFamily] = {}
+        for name, help_text in COUNTER_HELP.items():
+            label_names = sorted(
+                {
+                    part.split("=", 1)[0]
+                    for field in self.counters
+                    if field.split("|")[0] == name
+                    for part in field.split("|")[1:]
+                }
+            )
+            families[name] = CounterMetricFamily(f"wallet_{name}", help_text, labels=label_names)
+        for field, value in sorted(self.counters.items()):
+            name, *parts = field.split("|")
+            family = families.get(name)
+            if family is None:
+                continue
+            labels = dict(part.split("=", 1) for part in parts)
+            family.add_metric([labels.get(label, "") for label in family._labelnames], value)  # noqa: SLF001
+        yield from families.values()
+        buckets = [(str(bound), self.lag.get(f"le={bound}", 0.0)) for bound in LAG_BUCKETS]
+        buckets.append(("+Inf", self.lag.get("count", 0.0)))
+        histogram = HistogramMetricFamily(
+            "wallet_settlement_lag_seconds", "Time from a transfer's acceptance to its settlement."
+        )
+        histogram.add_metric([], buckets, self.lag.get("sum", 0.0))
+        yield histogram
+
+
+async def render(redis: Redis) -> bytes:
+    """The exposition text: this process's HTTP metrics and the shared business counters."""
+    business = b""
+    try:
+        registry = CollectorRegistry()
+        registry.register(_BusinessSnapshot(await redis.hgetall(COUNTERS_KEY), await redis.hgetall(LAG_KEY)))
+        business = generate_latest(registry)
+    except Exception:  # HTTP metrics are still worth serving without Redis
+        logger.warning("metrics: business counters unavailable", exc_info=True)
+    return bytes(generate_latest(REGISTRY)) + business

@@ -1,0 +1,91 @@
+"""`wallet bench --smoke`: the benchmark runs the whole stack end to end and reports every figure.
+
+Only the smoke run belongs to the suite: the benchmark's figures are measured and reported, never pass/fail
+(a crowded CI machine must not fail the suite). What is checked is that the command works: every key is
+written, the numbers are plausible, no request failed, and every accepted transfer was settled.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.processes import PROJECT_ROOT, service_env
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(shutil.which("pgbench") is None, reason="pgbench (postgresql-client) is not installed"),
+]
+
+HEADLINE_KEYS = (
+    "ratio_to_pgbench",
+    "hot_to_uniform",
+    "p99_accept_ms_at_half_load",
+    "settled_per_s",
+    "pgbench_tps",
+    "webhooks_per_s",
+)
+SCENARIOS = ("uniform", "hot_recipient", "uniform_half_load", "read_mix", "webhook_burst")
+TRANSFER_SCENARIOS = ("uniform", "hot_recipient", "uniform_half_load")
+
+
+def _wallet_command() -> list[str]:
+    script = Path(sys.executable).parent / "wallet"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "app.cli"]
+
+
+def test_wallet_bench_smoke_run_writes_every_figure_from_a_real_run(tmp_path: Path) -> None:
+    completed = subprocess.run(
+        [*_wallet_command(), "bench", "--smoke", "--results-dir", str(tmp_path)],
+        env=service_env(),
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-5000:]
+
+    results = json.loads((tmp_path / "latest.json").read_text())
+    for key in HEADLINE_KEYS:
+        assert isinstance(results[key], (int, float)), key
+    assert results["settled_per_s"] > 0
+    assert results["pgbench_tps"] > 0
+    assert 0 < results["ratio_to_pgbench"] < 10
+    assert results["hot_to_uniform"] > 0
+    assert 0 < results["p99_accept_ms_at_half_load"] < 60_000
+    assert results["webhooks_per_s"] > 0
+    assert set(results["targets"]) == {
+        "ratio_to_pgbench",
+        "hot_to_uniform",
+        "p99_accept_ms_at_half_load",
+        "webhooks_per_s",
+    }
+    assert results["machine"]["cores"] >= 1
+    assert results["machine"]["memory_gib"] > 0
+    assert results["machine"]["cpu_model"]
+    assert results["parameters"]["wallets"] == 20
+    assert results["parameters"]["transfer_wait_ms"] == 0
+
+    for name in SCENARIOS:
+        scenario = results["scenarios"][name]
+        latency = scenario["accept_latency_ms"]
+        assert scenario["accepted_per_s"] > 0, name
+        assert scenario["errors_by_status"] == {}, (name, scenario["errors_by_status"])
+        assert 0 < latency["p50"] <= latency["p95"] <= latency["p99"], (name, latency)
+        assert scenario["memory_peak_rss_mib"]["api"] > 0
+        assert scenario["memory_peak_rss_mib"]["worker"] > 0
+        assert scenario["loadgen"]["cores"] >= 0
+        assert scenario["drained"], name
+    for name in TRANSFER_SCENARIOS:
+        scenario = results["scenarios"][name]
+        assert scenario["settled"] == scenario["transfers_created_in_window"] > 0, name
+        assert scenario["settle_latency_ms"]["p99"] > 0
+    assert results["scenarios"]["webhook_burst"]["stored_in_window"] > 0
+
+    assert "pgbench" in (tmp_path / "latest.md").read_text()
+    assert (tmp_path / "latest.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")

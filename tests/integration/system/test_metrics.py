@@ -1,0 +1,30 @@
+"""`/metrics`: Prometheus text with HTTP metrics by route and status, and the business counters."""
+
+from __future__ import annotations
+
+from litestar.testing import AsyncTestClient
+from redis.asyncio import Redis
+
+from app.lib.metrics import count, observe_settlement_lag
+
+
+async def test_metrics_report_requests_by_route_template_and_status(client: AsyncTestClient) -> None:
+    await client.get("/health")
+    await client.get("/no/such/route")
+    response = await client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    text = response.text
+    assert "wallet_requests_total{" in text
+    assert 'path="/health"' in text
+    assert 'status_code="200"' in text
+
+
+async def test_business_counters_from_any_process_appear_in_metrics(client: AsyncTestClient, redis: Redis) -> None:
+    before = await client.get("/metrics")
+    await count(redis, "webhook_events", outcome="metrics-probe")
+    await observe_settlement_lag(redis, [0.2])
+    after = (await client.get("/metrics")).text
+    assert 'wallet_webhook_events_total{outcome="metrics-probe"}' in after
+    assert "wallet_settlement_lag_seconds_bucket" in after
+    assert before.status_code == 200

@@ -1,0 +1,134 @@
+"""`wallet ledger check`: green on an honest ledger, red (naming the culprit) on every kind of damage."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import replace
+
+import pytest
+from sqlalchemy import insert, text, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from app.cli import main
+from app.config import Settings
+from app.db import models as m
+from app.domain.auth.users import Identity, UserService
+from app.domain.wallets.checks import check_ledger
+from app.domain.wallets.ledger import LedgerService
+from app.lib.db import create_engine, session_maker
+from app.lib.infra import create_database_if_missing_async, drop_database_async
+from app.lib.migrations import upgrade_async
+from tests.support.ledger import fund
+from tests.support.processes import PROJECT_ROOT, service_env
+
+
+async def _ledger_check(capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """`wallet ledger check` (the console script's `main`), run as the command runs, on its own loop."""
+    capsys.readouterr()
+    code = await asyncio.to_thread(main, ["ledger", "check"])
+    return code, capsys.readouterr().out
+
+
+async def test_wallet_ledger_check_passes_on_the_suites_ledger_and_fails_naming_a_corrupted_wallet(
+    engine: AsyncEngine, db: AsyncSession, make_user, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out = await _ledger_check(capsys)
+    assert code == 0, out
+    assert "ledger OK" in out
+
+    victim = await make_user()
+    await fund(engine, victim.wallet_id, 1_000)
+    # The balance column is a cache the trigger does not protect: corrupt it, then put it back.
+    await db.execute(update(m.Wallet).where(m.Wallet.id == victim.wallet_id).values(balance=1_500))
+    await db.commit()
+    try:
+        code, out = await _ledger_check(capsys)
+    finally:
+        await db.execute(update(m.Wallet).where(m.Wallet.id == victim.wallet_id).values(balance=1_000))
+        await db.commit()
+    assert code == 1, out
+    assert f"VIOLATION: wallet {victim.wallet_number}: cached balance 1500 differs" in out
+    assert "FAILED" in out
+    assert (await check_ledger(db)).ok
+
+
+def test_wallet_ledger_check_is_a_command_of_the_wallet_cli() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "app.cli", "ledger", "--help"],
+        env=service_env(),
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "check" in result.stdout
+
+
+@pytest.fixture
+async def scratch(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    """A database of its own, for damage that cannot be undone (ledger rows are immutable)."""
+    base, _, rest = settings.database_url.rpartition("/")
+    query = "?" + rest.split("?", 1)[1] if "?" in rest else ""
+    url = f"{base}/wallet_ledger_{uuid.uuid4().hex[:8]}{query}"
+    await create_database_if_missing_async(url)
+    await upgrade_async(url)
+    scratch_engine = create_engine(replace(settings, database_url=url))
+    try:
+        yield scratch_engine
+    finally:
+        await scratch_engine.dispose()
+        await drop_database_async(url)
+
+
+async def test_every_kind_of_damage_is_reported_on_its_own_line(scratch: AsyncEngine) -> None:
+    sessions = session_maker(scratch)
+    async with sessions() as session:
+        alice, alice_wallet = await UserService(session=session).sign_in(Identity(email="alice@example.com"), "NGN")
+        _, bob_wallet = await UserService(session=session).sign_in(Identity(email="bob@example.com"), "NGN")
+    await fund(scratch, alice_wallet.id, 1_000)
+    async with sessions() as session:
+        ledger = LedgerService(session)
+        await ledger.accept_transfer(sender_user_id=alice.id, recipient_wallet_number=bob_wallet.number, amount=300)
+        await ledger.settle_pending(batch_size=10)
+        assert (await check_ledger(session)).violations == []
+
+        # A credit journal with no successful deposit behind it: money created.
+        assert await ledger.credit_deposit(wallet_id=bob_wallet.id, amount=50, reference="dep_ghost")
+        # A successful deposit that was never credited.
+        await session.execute(
+            insert(m.Deposit).values(reference="dep_lost", wallet_id=alice_wallet.id, amount=70, status="success")
+        )
+        # A pending transfer whose money never reached the in-flight account.
+        await session.execute(
+            insert(m.Transfer).values(
+                reference="trf_phantom",
+                sender_wallet_id=alice_wallet.id,
+                recipient_wallet_id=bob_wallet.id,
+                amount=20,
+                status="pending",
+            )
+        )
+        # An unbalanced journal.
+        journal = await session.scalar(
+            insert(m.LedgerJournal).values(kind="adjustment", reference="adj_1").returning(m.LedgerJournal.id)
+        )
+        await session.execute(insert(m.LedgerEntry).values(journal_id=journal, account_id=1, amount=5))
+        await session.execute(text("UPDATE wallets SET balance = balance + 9 WHERE id = :id"), {"id": alice_wallet.id})
+        await session.commit()
+        report = await check_ledger(session)
+
+    lines = report.violations
+    assert not report.ok
+    assert any("deposit dep_ghost" in line and "without a successful deposit" in line for line in lines)
+    assert any("deposit dep_lost" in line and "never credited" in line for line in lines)
+    assert any("transfers_in_flight" in line and "pending transfers add up to" in line for line in lines)
+    assert any("transfer trf_phantom" in line and "no acceptance journal" in line for line in lines)
+    assert any("journal adjustment:adj_1 is unbalanced" in line for line in lines)
+    assert any("entries do not sum to zero" in line for line in lines)
+    assert any(alice_wallet.number in line and "cached balance" in line for line in lines)
+    assert report.summary().startswith("ledger check FAILED")
