@@ -39,9 +39,15 @@ task_reject_on_worker_lost = True
 worker_prefetch_multiplier = 1
 task_time_limit = 300
 task_soft_time_limit = 240
-worker_send_task_events = True
-task_send_sent_event = True
+# Task events cost a broker publish per task state change (and `task-sent` one more per enqueue): the largest
+# single cost of a settled transfer in the benchmark's profile. Off unless CELERY_TASK_EVENTS=true; Flower
+# needs no setting, it sends `enable_events` to the workers itself while it runs (only `task-sent` then
+# stays off, so Flower shows tasks from `received` on).
+worker_send_task_events = _settings.celery_task_events
+task_send_sent_event = _settings.celery_task_events
 worker_hijack_root_logger = False
+# Our logging already writes to stdout; Celery re-logging stdout would print every line twice.
+worker_redirect_stdouts = False
 
 imports = ("tasks.keys", "tasks.ledger", "tasks.idempotency", "tasks.payments")
 
@@ -54,6 +60,7 @@ task_queues = (Queue(SETTLEMENT_QUEUE), Queue(WEBHOOKS_QUEUE), Queue(MAINTENANCE
 task_routes = {
     "tasks.ledger.settle_transfers": {"queue": SETTLEMENT_QUEUE},
     "tasks.payments.process_webhook_event": {"queue": WEBHOOKS_QUEUE},
+    "tasks.payments.apply_received_webhooks": {"queue": WEBHOOKS_QUEUE},
     "tasks.payments.verify_deposit": {"queue": WEBHOOKS_QUEUE},
     "tasks.*": {"queue": MAINTENANCE_QUEUE},
 }

@@ -120,6 +120,10 @@ class Settings:
     log_level: str = "INFO"
     log_file: str = "logs/app.log"
 
+    celery_task_events: bool = False
+    """Workers send task events (and clients `task-sent`) from the start. Off by default: they cost a broker
+    publish per task state; Flower switches a worker's events on by itself while it watches."""
+
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     api_workers: int = 1
@@ -175,7 +179,9 @@ def load_settings(environ: dict[str, str] | None = None, dotenv: Path | None = N
             values[f.name] = _list(name, source=source)
         elif f.name in _FLOAT_FIELDS:
             values[f.name] = float(source[name])
-        elif isinstance(f.default, int) and not isinstance(f.default, bool):
+        elif isinstance(f.default, bool):
+            values[f.name] = source[name].strip().lower() in {"1", "true", "yes", "on"}
+        elif isinstance(f.default, int):
             values[f.name] = _int(name, f.default, source=source)
         else:
             values[f.name] = _env(name, source=source)

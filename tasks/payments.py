@@ -8,17 +8,22 @@ exactly once per deposit reference however often a task runs.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
+from collections import Counter
 
 from app.domain.payments.deposits import DepositService, request_verification, verification_finished
 from app.domain.payments.paystack import PaystackClient
-from app.domain.payments.webhooks import PROCESS_EVENT_TASK, WebhookService
+from app.domain.payments.webhooks import APPLY_RECEIVED_TASK, BUSY, PROCESS_EVENT_TASK, WebhookService
 from app.lib.metrics import count
-from app.lib.queue import enqueue
+from app.lib.queue import drain_finished, enqueue
 from tasks import app, runtime
 
 logger = logging.getLogger(__name__)
 
+APPLY_TIME_BUDGET_SECONDS = 60.0
+"""One run applies events for at most this long, then hands the rest to a fresh run (time limits: 240/300 s)."""
+FIRST_RETRY_SECONDS = 2
 WEBHOOK_RETRIES = 4
 """Celery retries of one processing (2, 4, 8, 16 s apart) before the event is marked `failed` for beat."""
 VERIFY_RETRIES = 3
@@ -68,6 +73,67 @@ def process_webhook_event(self, event_id: str) -> str:  # type: ignore[no-untype
             logger.error("webhook event %s failed %d times, left for beat: %r", event_id, self.request.retries + 1, exc)
             return "failed"
         raise self.retry(exc=exc, countdown=2 ** (self.request.retries + 1)) from exc
+
+
+async def _hand_to_retries(context: runtime.WorkerContext, event_id: uuid.UUID, error: BaseException) -> None:
+    """An event that failed inside a run continues on its own task, with that task's retries and backoff."""
+    logger.warning("webhook event %s failed; retrying it on its own: %r", event_id, error)
+    try:
+        await _record_failure(context, event_id, error, final=False)
+    except Exception:
+        # Still `received` with no attempt recorded: beat's sweep re-enqueues it after a minute.
+        logger.warning("could not record the failure of webhook event %s", event_id, exc_info=True)
+        return
+    enqueue(PROCESS_EVENT_TASK, str(event_id), countdown=FIRST_RETRY_SECONDS)
+
+
+async def _apply_untried(
+    context: runtime.WorkerContext,
+    webhooks: WebhookService,
+    outcomes: Counter[str],
+    left_alone: set[uuid.UUID],
+    deadline: float,
+) -> bool:
+    """Apply events not tried yet until none is left (True) or the deadline passes (False)."""
+    while event_ids := await webhooks.untried_events(skip=left_alone):
+        for event_id in event_ids:
+            try:
+                status = await webhooks.process(event_id, skip_locked=True)
+            except Exception as exc:  # noqa: BLE001 - one event's failure must not hold up the others
+                left_alone.add(event_id)
+                await _hand_to_retries(context, event_id, exc)
+                continue
+            if status == BUSY:
+                left_alone.add(event_id)  # another run holds it
+            else:
+                outcomes[status] += 1
+        if time.monotonic() > deadline:
+            return False
+    return True
+
+
+async def _apply_received(context: runtime.WorkerContext) -> int:
+    deadline = time.monotonic() + APPLY_TIME_BUDGET_SECONDS
+    outcomes: Counter[str] = Counter()
+    left_alone: set[uuid.UUID] = set()
+    async with context.session() as session:
+        webhooks = WebhookService(session)
+        done = await _apply_untried(context, webhooks, outcomes, left_alone, deadline)
+        if done:
+            # Events whose requests found the flag set were committed before this: the last look sees them.
+            await drain_finished(context.redis, APPLY_RECEIVED_TASK)
+            done = await _apply_untried(context, webhooks, outcomes, left_alone, deadline)
+        if not done:
+            enqueue(APPLY_RECEIVED_TASK)  # the next run clears the flag when it is done
+    for outcome, events in outcomes.items():
+        await count(context.redis, "webhook_events", events, outcome=outcome)
+    return outcomes.total()
+
+
+@app.task(name=APPLY_RECEIVED_TASK)
+def apply_received_webhooks() -> int:
+    """Apply every stored event not tried yet, in batches (requested by the webhook endpoint, one at a time)."""
+    return runtime.run(_apply_received)
 
 
 async def _verify(context: runtime.WorkerContext, reference: str) -> str:

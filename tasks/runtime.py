@@ -8,7 +8,9 @@ and makes its engine inside it; the pool then lives as long as the process.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
+import os
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -16,6 +18,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 from celery.signals import task_postrun, task_prerun, worker_process_init, worker_process_shutdown, worker_shutdown
+from sqlalchemy import event
+from sqlalchemy.util import await_only
 
 from app.config import Settings, get_settings
 from app.lib.db import create_engine, session_maker
@@ -25,9 +29,48 @@ from app.lib.redis import create_redis
 if TYPE_CHECKING:
     from redis.asyncio import Redis
     from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+    from sqlalchemy.orm import ORMExecuteState, Session
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
+
+TEST_COMMIT_PAUSE_ENV = "WALLET_TEST_COMMIT_PAUSE_SECONDS"
+"""TEST-ONLY hook: seconds a worker process sleeps before each commit of a task's session that writes
+something (its writes sent, its row locks held), so a test can SIGKILL the worker in the middle of, e.g.,
+processing a webhook, whatever the task. Ignored when APP_ENV=production; never set it elsewhere."""
+
+
+def pause_hook_seconds(variable: str, app_env: str) -> float:
+    """The seconds a TEST-ONLY pause variable asks for; always 0 in production or when unreadable."""
+    if app_env == "production":
+        return 0.0
+    try:
+        return max(float(os.environ.get(variable, "0") or 0), 0.0)
+    except ValueError:
+        return 0.0
+
+
+def _pause_before_writing_commits(session: AsyncSession, seconds: float) -> None:
+    wrote = False
+
+    def note_write(state: ORMExecuteState) -> None:
+        nonlocal wrote
+        wrote = wrote or state.is_insert or state.is_update or state.is_delete
+
+    def paused_before_commit(sync_session: Session) -> None:
+        nonlocal wrote
+        if wrote or sync_session.new or sync_session.dirty or sync_session.deleted:
+            wrote = False
+            logger.warning("TEST HOOK: commit paused %.1fs", seconds)
+            await_only(asyncio.sleep(seconds))  # inside the session's greenlet: the loop keeps running
+
+    def forget_writes(_: Session) -> None:
+        nonlocal wrote
+        wrote = False
+
+    event.listen(session.sync_session, "do_orm_execute", note_write)
+    event.listen(session.sync_session, "before_commit", paused_before_commit)
+    event.listen(session.sync_session, "after_rollback", forget_writes)
 
 
 @dataclass
@@ -42,6 +85,9 @@ class WorkerContext:
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
         async with self.sessions() as session:
+            pause = pause_hook_seconds(TEST_COMMIT_PAUSE_ENV, self.settings.app_env)
+            if pause:
+                _pause_before_writing_commits(session, pause)
             yield session
 
 
@@ -74,7 +120,9 @@ def run(work: Callable[[WorkerContext], Awaitable[T]]) -> T:
     async def call() -> T:
         return await work(context)
 
-    return runner.run(call())
+    # The runner would run `call` in the context it saved when it was made; this thread's context holds
+    # the task id that `_stamp_task_id` set for the log lines.
+    return runner.run(call(), context=contextvars.copy_context())
 
 
 def shutdown() -> None:

@@ -26,7 +26,9 @@ def engine_config(settings: Settings) -> EngineConfig:
     return EngineConfig(
         pool_size=settings.database_pool_size,
         max_overflow=settings.database_pool_size,
-        pool_pre_ping=False,
+        # A pooled connection that died while idle (a database restart or failover, a terminated backend) is
+        # replaced at checkout instead of failing the next request with a 503 once the database is back.
+        pool_pre_ping=True,
         pool_timeout=5,
         # A server that vanished must become a quick 503, not a request that hangs.
         connect_args={"timeout": 5, "command_timeout": 30, "server_settings": {"application_name": "wallet"}},
@@ -58,6 +60,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         settings.database_url,
         pool_size=settings.database_pool_size,
         max_overflow=settings.database_pool_size,
+        pool_pre_ping=True,
         pool_timeout=5,
         connect_args=config.connect_args,  # type: ignore[arg-type]
     )

@@ -195,7 +195,7 @@ class ServiceUnavailable(WalletError):
     default_detail = "A dependency (database or broker) is unreachable; retry shortly."
 
 
-def _is_unavailable(exc: BaseException) -> bool:
+def is_unavailable(exc: BaseException) -> bool:
     """True when the failure is an unreachable database or Redis, not a bug."""
     import redis.exceptions
     from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -223,6 +223,24 @@ def _is_unavailable(exc: BaseException) -> bool:
     return False
 
 
+UNSTORABLE_TEXT_SQLSTATES = frozenset({"22021", "22P05"})
+"""PostgreSQL's "character not in repertoire" and "untranslatable character": text it cannot store (a NUL
+character, in a name, a reference, a header or a query) came from the request, so it is the caller's mistake."""
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE of a database error anywhere in the exception's chain."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        sqlstate = getattr(current, "sqlstate", None)
+        if isinstance(sqlstate, str):
+            return sqlstate
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def as_wallet_error(exc: Exception) -> WalletError | None:
     """The `WalletError` an exception stands for, or None for a bug."""
     if isinstance(exc, WalletError):
@@ -241,8 +259,10 @@ def as_wallet_error(exc: Exception) -> WalletError | None:
             exc.status_code, "VALIDATION_ERROR"
         )
         return WalletError.with_status(exc.status_code, code, exc.detail or "The request is invalid.")
-    if _is_unavailable(exc):
+    if is_unavailable(exc):
         return ServiceUnavailable()
+    if _sqlstate(exc) in UNSTORABLE_TEXT_SQLSTATES:
+        return RequestValidationError("The request contains a character that cannot be stored, such as NUL.")
     return None
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import re
 import sys
 import uuid
 from contextvars import ContextVar
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -32,11 +33,61 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+_CREDENTIAL = re.compile(
+    # Our API keys (`sk_live_` + 43 characters) and Paystack's secret keys (`sk_live_`/`sk_test_` + 40 hex).
+    # A key's 16-character `prefix`, which is meant to be shown, is too short to match.
+    r"\bsk_(?:live|test)_[A-Za-z0-9_-]{20,}"
+    # A JWT (ours, or an ID token): a JSON header and payload, base64url-encoded, then the signature.
+    r"|\beyJ[A-Za-z0-9_-]*\.eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*"
+)
+REDACTED = "[REDACTED]"
+
+
+def redact(text: str) -> str:
+    """`text` with anything shaped like an API key, a Paystack secret key or a JWT replaced."""
+    return _CREDENTIAL.sub(REDACTED, text)
+
+
+def _redact_record(record: logging.LogRecord) -> None:
+    try:
+        message = record.getMessage()
+    except Exception:  # noqa: BLE001 - a malformed call is reported by the handler that formats it
+        return
+    redacted = redact(message)
+    if redacted != message:
+        record.msg, record.args = redacted, None
+    if record.exc_info and not record.exc_text:
+        record.exc_text = logging.Formatter().formatException(record.exc_info)
+    if record.exc_text:
+        record.exc_text = redact(record.exc_text)
+    if record.stack_info:
+        record.stack_info = redact(record.stack_info)
+
+
+def install_secret_redaction() -> None:
+    """Defence in depth: no code should log a credential, but if a message, an argument or an exception does
+    (a library's repr, an error quoting its input), it is replaced as the record is made. Done in the record
+    factory rather than in a handler filter so that it also covers handlers we do not own: a Celery worker
+    writes every record through its own handler as well as ours. Idempotent."""
+    current = logging.getLogRecordFactory()
+    if getattr(current, "redacts_secrets", False):
+        return
+
+    def make_redacted_record(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = current(*args, **kwargs)
+        _redact_record(record)
+        return record
+
+    make_redacted_record.redacts_secrets = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(make_redacted_record)
+
+
 _configured: set[str] = set()
 
 
 def configure_logging(settings: Settings) -> None:
     """Send the root logger to stdout and to `LOG_FILE` (10 MB x 5). Safe to call more than once."""
+    install_secret_redaction()
     key = f"{settings.log_file}:{settings.log_level}"
     if key in _configured:
         return

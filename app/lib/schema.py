@@ -2,26 +2,48 @@
 
 Litestar converts request bodies in msgspec's lax mode, where `"100"` and `100.0` become the integer 100.
 Money must arrive as a JSON integer, so `StrictRequest` decodes a body whose handler expects a Struct
-straight into that Struct in strict mode; any mismatch is a 400 `VALIDATION_ERROR` naming the field.
+straight into that Struct in strict mode; any mismatch is a 400 `VALIDATION_ERROR` naming the field. So is a
+body declared as something other than JSON (`text/plain`, a form), a field given twice, invalid UTF-8, and
+nesting too deep to decode.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, get_args
 
 import msgspec
 from litestar import Request
 from litestar.exceptions import ValidationException
 from litestar.types import Empty
 
+TOO_DEEP = "The request body is nested too deeply."
+
 
 class BaseStruct(msgspec.Struct, forbid_unknown_fields=False):
     """Base of every schema."""
 
 
-def _struct_type(annotation: Any) -> type[msgspec.Struct] | None:
-    return annotation if isinstance(annotation, type) and issubclass(annotation, msgspec.Struct) else None
+def _is_struct(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, msgspec.Struct)
+
+
+def _body_type(annotation: Any) -> Any | None:
+    """The handler's body type when it is a Struct or an optional Struct, else None."""
+    if _is_struct(annotation):
+        return annotation
+    members = get_args(annotation)
+    if type(None) in members and len(members) == 2 and any(_is_struct(member) for member in members):
+        return annotation
+    return None
+
+
+def _declares_json(content_type: str | None) -> bool:
+    # No Content-Type contradicts nothing; text/plain or a form does: a client sending one did not mean JSON.
+    if not content_type:
+        return True
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or media_type.endswith("+json")
 
 
 class StrictRequest(Request[Any, Any, Any]):
@@ -29,11 +51,18 @@ class StrictRequest(Request[Any, Any, Any]):
 
     async def json(self) -> Any:
         data_field = getattr(self.route_handler, "parsed_data_field", None)
-        target = _struct_type(data_field.annotation) if data_field is not None else None
+        target = _body_type(data_field.annotation) if data_field is not None else None
         if target is None:
-            return await super().json()
+            try:
+                return await super().json()
+            except RecursionError as exc:
+                raise ValidationException(detail=TOO_DEEP) from exc
         if self._json is Empty:
             body = await self.body()
+            if body and not _declares_json(self.headers.get("content-type")):
+                raise ValidationException(
+                    detail="The request body must be JSON, sent as `Content-Type: application/json`."
+                )
             _refuse_duplicate_keys(body)
             try:
                 self._json = msgspec.json.decode(body or b"null", type=target, strict=True)
@@ -41,8 +70,10 @@ class StrictRequest(Request[Any, Any, Any]):
                 raise ValidationException(
                     detail="Validation failed", extra=[{"message": str(exc), "key": _error_path(str(exc))}]
                 ) from exc
-            except msgspec.DecodeError as exc:
+            except (msgspec.DecodeError, UnicodeDecodeError) as exc:
                 raise ValidationException(detail="The request body is not valid JSON.") from exc
+            except RecursionError as exc:
+                raise ValidationException(detail=TOO_DEEP) from exc
         return self._json
 
 
@@ -60,8 +91,8 @@ def _refuse_duplicate_keys(body: bytes) -> None:
         return
     try:
         json.loads(body, object_pairs_hook=pairs_hook)
-    except ValueError:
-        return  # not JSON at all: msgspec reports it precisely
+    except (ValueError, RecursionError):
+        return  # not JSON at all, or nested too deeply: msgspec reports it precisely
     if duplicates:
         raise ValidationException(
             detail=f"Validation failed: the field `{duplicates[0]}` appears more than once.",

@@ -37,7 +37,9 @@ async def record_successful_deposit(session: AsyncSession, wallet_id: UUID, amou
 
 
 async def _fund_in(session: AsyncSession, wallet_id: UUID, amount: int, reference: str) -> None:
-    credited = await LedgerService(session).credit_deposit(wallet_id=wallet_id, amount=amount, reference=reference)
+    credited = await LedgerService(session).credit_deposit(
+        actor="test:paystack", wallet_id=wallet_id, amount=amount, reference=reference
+    )
     if not credited:
         msg = f"reference {reference} was credited before"
         raise AssertionError(msg)

@@ -102,9 +102,10 @@ def start_worker(
     concurrency: int = 2,
     pool: str = "prefork",
     name: str = "worker",
+    loglevel: str = "INFO",
 ) -> ServiceProcess:
     """A real Celery worker (`celery -A tasks worker`); returns once it is ready for tasks."""
-    command = [sys.executable, "-m", "celery", "-A", "tasks", "worker", "--loglevel", "INFO"]
+    command = [sys.executable, "-m", "celery", "-A", "tasks", "worker", "--loglevel", loglevel]
     command += [
         "--pool",
         pool,

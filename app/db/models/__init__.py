@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from app.db.models._api_key import ApiKey, ApiKeyStatus
+from app.db.models._audit import AuditEvent
 from app.db.models._base import Base
 from app.db.models._deposit import Deposit, DepositStatus
 from app.db.models._idempotency import IdempotencyRecord
 from app.db.models._ledger import LedgerAccount, LedgerEntry, LedgerJournal, SystemAccount
+from app.db.models._revoked_token import RevokedToken
 from app.db.models._transfer import Transfer, TransferStatus
 from app.db.models._user import User
 from app.db.models._wallet import Wallet
@@ -15,6 +17,7 @@ from app.db.models._webhook_event import WebhookEvent, WebhookEventStatus
 __all__ = (
     "ApiKey",
     "ApiKeyStatus",
+    "AuditEvent",
     "Base",
     "Deposit",
     "DepositStatus",
@@ -22,6 +25,7 @@ __all__ = (
     "LedgerAccount",
     "LedgerEntry",
     "LedgerJournal",
+    "RevokedToken",
     "SystemAccount",
     "Transfer",
     "TransferStatus",

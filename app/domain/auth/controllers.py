@@ -13,6 +13,7 @@ from litestar.response import Redirect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.domain.auth.guards import (
+    RATE_LIMITED,
     USER_ONLY_RESPONSES,
     USER_ONLY_SECURITY,
     Caller,
@@ -48,6 +49,7 @@ class AuthController(Controller):
         responses={
             302: ResponseSpec(data_container=None, description="To the provider's authorisation URL."),
             400: OAUTH_ERROR,
+            429: RATE_LIMITED,
         },
     )
     async def google(self, request: Request[Any, Any, Any], state: State) -> Redirect:
@@ -71,7 +73,7 @@ class AuthController(Controller):
         "/google/callback",
         summary="Finish sign-in with Google: our access token, the user and their wallet",
         description="The user and their wallet are created on first sign-in.",
-        responses={400: OAUTH_ERROR},
+        responses={400: OAUTH_ERROR, 429: RATE_LIMITED},
     )
     async def google_callback(
         self,
@@ -108,6 +110,7 @@ class AuthController(Controller):
         responses={
             400: error_response("`VALIDATION_ERROR`: the body is not a JSON object with an optional `token` string."),
             401: error_response("`NOT_AUTHENTICATED` (no token), `INVALID_TOKEN`, `TOKEN_EXPIRED` or `TOKEN_REVOKED`."),
+            429: RATE_LIMITED,
         },
     )
     async def verify_token(
@@ -133,7 +136,9 @@ class AuthController(Controller):
         security=USER_ONLY_SECURITY,
         responses=USER_ONLY_RESPONSES,
     )
-    async def logout(self, caller: NamedDependency[Caller], state: State) -> LoggedOut:
+    async def logout(
+        self, caller: NamedDependency[Caller], state: State, db_session: NamedDependency[AsyncSession]
+    ) -> LoggedOut:
         if caller.token is not None:
-            await revoke_token(redis_from_state(state), caller.token)
+            await revoke_token(redis_from_state(state), db_session, caller.token)
         return LoggedOut()

@@ -64,9 +64,20 @@ def error_response(description: str) -> ResponseSpec:
     return ResponseSpec(data_container=ErrorBody, description=description, generate_examples=False)
 
 
+UNREADABLE_REQUEST = error_response("`VALIDATION_ERROR`: the request could not be read.")
+"""The 400 of a route whose only input is its path: documented so that Litestar's own validation-error schema,
+which it adds to every route with parameters, does not describe an answer this service never gives."""
+
+RATE_LIMITED = error_response(
+    "`RATE_LIMITED`: more than `RATE_LIMIT_PER_MINUTE` requests this minute from this user, key or address; "
+    "`Retry-After` says when to try again."
+)
+"""The 429 of every route but `/health` and Paystack's webhook."""
+
 USER_ONLY_RESPONSES: dict[int, ResponseSpec] = {
     401: error_response("`NOT_AUTHENTICATED` (no credentials), `INVALID_TOKEN`, `TOKEN_EXPIRED` or `TOKEN_REVOKED`."),
     403: error_response("`PERMISSION_DENIED`: an API key cannot call this endpoint."),
+    429: RATE_LIMITED,
 }
 """The authentication errors of a JWT-only route, for its OpenAPI `responses`."""
 USER_OR_KEY_RESPONSES: dict[int, ResponseSpec] = {
@@ -75,6 +86,7 @@ USER_OR_KEY_RESPONSES: dict[int, ResponseSpec] = {
         "`INVALID_API_KEY`, `API_KEY_EXPIRED` or `API_KEY_REVOKED`."
     ),
     403: error_response("`PERMISSION_DENIED`: the API key lacks the permission this endpoint needs."),
+    429: RATE_LIMITED,
 }
 """The authentication errors of a route open to a JWT or an API key, for its OpenAPI `responses`."""
 

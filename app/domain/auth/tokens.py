@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import jwt
+from sqlalchemy import delete, func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from app.db import models as m
 from app.lib.errors import InvalidToken, TokenExpired, TokenRevoked
@@ -21,6 +23,8 @@ if TYPE_CHECKING:
     from app.config import Settings
 
 DENY_LIST_PREFIX = "jwt:denied:"
+DENY_LIST_LOADED_KEY = "jwt:denied-list-loaded"
+"""Present while Redis holds every logout of `revoked_tokens`; gone after a flush or a restart."""
 REQUIRED_CLAIMS = ("sub", "iat", "exp", "jti", "iss", "aud")
 
 
@@ -89,17 +93,64 @@ def decode_token(settings: Settings, token: str) -> TokenClaims:
         raise InvalidToken from exc
 
 
-async def revoke_token(redis: Redis, claims: TokenClaims) -> None:
-    """Deny the token's `jti` until the moment it would have expired anyway."""
+async def revoke_token(redis: Redis, session: AsyncSession, claims: TokenClaims) -> None:
+    """Deny the token's `jti` until the moment it would have expired anyway. Commits.
+
+    PostgreSQL first (durable), then Redis (what every request reads): if Redis fails after the commit,
+    the logout still holds, because a Redis that lost keys is refilled from the table.
+    """
     remaining = int(claims.expires_at.timestamp() - time.time()) + 1
-    if remaining > 0:
-        await redis.set(DENY_LIST_PREFIX + claims.jti, b"1", ex=remaining)
+    if remaining <= 0:
+        return
+    await session.execute(
+        pg_insert(m.RevokedToken)
+        .values(jti=claims.jti, user_id=claims.user_id, expires_at=claims.expires_at)
+        .on_conflict_do_nothing(index_elements=["jti"])
+    )
+    await session.commit()
+    await redis.set(DENY_LIST_PREFIX + claims.jti, b"1", ex=remaining)
 
 
-async def ensure_not_revoked(redis: Redis, claims: TokenClaims) -> None:
-    """Raises `TokenRevoked` when the token was logged out."""
-    if await redis.exists(DENY_LIST_PREFIX + claims.jti):
+async def ensure_not_revoked(redis: Redis, session: AsyncSession, claims: TokenClaims) -> None:
+    """Raises `TokenRevoked` when the token was logged out.
+
+    One Redis round trip reads the token's deny key and the marker saying the deny-list is loaded; both in
+    one MGET, so a flush cannot fall between them. Without the marker (Redis restarted or flushed, or its
+    first use) the list is reloaded from PostgreSQL and this token is checked there.
+    """
+    denied, loaded = await redis.mget(DENY_LIST_PREFIX + claims.jti, DENY_LIST_LOADED_KEY)
+    if denied is not None:
         raise TokenRevoked
+    if loaded is None:
+        await reload_deny_list(redis, session)
+        revoked = await session.scalar(
+            select(m.RevokedToken.id).where(m.RevokedToken.jti == claims.jti, m.RevokedToken.expires_at > func.now())
+        )
+        if revoked is not None:
+            raise TokenRevoked
+
+
+async def reload_deny_list(redis: Redis, session: AsyncSession) -> int:
+    """Copy every logout that has not expired yet from PostgreSQL to Redis, then mark the list loaded."""
+    now = time.time()
+    rows = (
+        await session.execute(
+            select(m.RevokedToken.jti, m.RevokedToken.expires_at).where(m.RevokedToken.expires_at > func.now())
+        )
+    ).all()
+    async with redis.pipeline(transaction=False) as pipe:
+        for jti, expires_at in rows:
+            pipe.set(DENY_LIST_PREFIX + jti, b"1", ex=max(int(expires_at.timestamp() - now) + 1, 1))
+        pipe.set(DENY_LIST_LOADED_KEY, b"1")
+        await pipe.execute()
+    return len(rows)
+
+
+async def forget_expired_revocations(session: AsyncSession) -> int:
+    """Delete logouts of tokens that have expired anyway (beat's sweep). Commits; returns how many."""
+    result = await session.execute(delete(m.RevokedToken).where(m.RevokedToken.expires_at <= func.now()))
+    await session.commit()
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 async def verify_access_token(
@@ -115,7 +166,7 @@ async def verify_access_token(
         InvalidToken: anything else, including a user that no longer exists.
     """
     claims = decode_token(settings, token)
-    await ensure_not_revoked(redis, claims)
+    await ensure_not_revoked(redis, session, claims)
     user = await session.get(m.User, claims.user_id)
     if user is None:
         raise InvalidToken("The access token's user no longer exists.")

@@ -9,7 +9,14 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.domain.auth.guards import USER_ONLY_RESPONSES, USER_ONLY_SECURITY, Caller, error_response, requires
+from app.domain.auth.guards import (
+    UNREADABLE_REQUEST,
+    USER_ONLY_RESPONSES,
+    USER_ONLY_SECURITY,
+    Caller,
+    error_response,
+    requires,
+)
 from app.domain.keys.schemas import CreatedKey, CreateKeyRequest, KeySummary, RevokedKey, RolloverKeyRequest
 from app.domain.keys.service import ApiKeyService, IssuedKey, status_at
 
@@ -108,7 +115,11 @@ class ApiKeyController(Controller):
         security=USER_ONLY_SECURITY,
         status_code=200,
         summary="Revoke an API key at once (revoking it again is a no-op)",
-        responses={**USER_ONLY_RESPONSES, 404: error_response("`API_KEY_NOT_FOUND`: none of your keys has this id.")},
+        responses={
+            **USER_ONLY_RESPONSES,
+            400: UNREADABLE_REQUEST,
+            404: error_response("`API_KEY_NOT_FOUND`: none of your keys has this id (a malformed id included)."),
+        },
     )
     async def revoke_key(
         self, caller: NamedDependency[Caller], api_keys: NamedDependency[ApiKeyService], key_id: FromPath[str]

@@ -26,6 +26,7 @@ from sqlalchemy import func, select, update
 from app.db import models as m
 from app.domain.auth.guards import ALL_PERMISSIONS, Permission
 from app.domain.keys.secrets import display_prefix, generate_secret, hash_secret
+from app.lib import audit
 from app.lib.errors import (
     ApiKeyLimitReached,
     ApiKeyNotExpired,
@@ -149,6 +150,7 @@ class ApiKeyService(SQLAlchemyAsyncRepositoryService[m.ApiKey]):
         await self._lock_owner(user_id)
         await self._ensure_room_for_one_more(user_id, now)
         issued = await self._insert_key(user_id, name, permission_list, expires_at)
+        await self._audit(user_id, "api_key.created", issued.key)
         await self.repository.session.commit()
         return issued
 
@@ -188,6 +190,7 @@ class ApiKeyService(SQLAlchemyAsyncRepositoryService[m.ApiKey]):
         # Under the owner's lock, and `rolled_over_to_id` is unique: the rollover happens once.
         old.rolled_over_to_id = issued.key.id
         old.status = m.ApiKeyStatus.EXPIRED.value
+        await self._audit(user_id, "api_key.rolled_over", issued.key, replaces=str(old.id))
         await self.repository.session.commit()
         return issued
 
@@ -207,6 +210,7 @@ class ApiKeyService(SQLAlchemyAsyncRepositoryService[m.ApiKey]):
         if key.status != m.ApiKeyStatus.REVOKED.value:
             key.status = m.ApiKeyStatus.REVOKED.value
             key.revoked_at = now
+            await self._audit(user_id, "api_key.revoked", key)
             await self.repository.session.commit()
         return key
 
@@ -219,6 +223,16 @@ class ApiKeyService(SQLAlchemyAsyncRepositoryService[m.ApiKey]):
         )
         await self.repository.session.commit()
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    async def _audit(self, user_id: UUID, action: str, key: m.ApiKey, **details: str) -> None:
+        # Key routes take a JWT only, so the actor is always the key's owner. Never the secret: id and prefix.
+        await audit.record(
+            self.repository.session,
+            actor=f"user:{user_id}",
+            action=action,
+            subject=str(key.id),
+            details={"name": key.name, "prefix": key.prefix, "permissions": list(key.permissions), **details},
+        )
 
     async def _lock_owner(self, user_id: UUID) -> None:
         # FOR NO KEY UPDATE serialises the user's key changes against each other without blocking the

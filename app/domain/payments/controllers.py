@@ -6,7 +6,6 @@ and `stop_paystack_client` are the app's start-up and shutdown hooks.
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Any, cast
 
 from litestar import Controller, Request, Response, get, post
@@ -17,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import models as m
 from app.domain.auth.guards import (
+    UNREADABLE_REQUEST,
     USER_OR_KEY_RESPONSES,
     USER_OR_KEY_SECURITY,
     Caller,
@@ -28,16 +28,15 @@ from app.domain.auth.guards import (
 from app.domain.payments.deposits import DepositService, request_verification
 from app.domain.payments.paystack import PaystackClient
 from app.domain.payments.schemas import DepositRequest, DepositStarted, DepositStatusBody, WebhookAck
-from app.domain.payments.webhooks import PROCESS_EVENT_TASK, SIGNATURE_HEADER, WebhookService, check_paystack_origin
+from app.domain.payments.webhooks import APPLY_RECEIVED_TASK, SIGNATURE_HEADER, check_paystack_origin, inbox_of
 from app.lib.idempotency import IdempotencyClaim, IdempotencyKeyHeader, run_idempotently
 from app.lib.net import client_address
-from app.lib.queue import enqueue
+from app.lib.queue import request_drain
 from app.lib.redis import redis_from_state
 
 if TYPE_CHECKING:
-    from uuid import UUID
-
     from litestar import Litestar
+    from redis.asyncio import Redis
 
 PAYSTACK_STATE_KEY = "paystack"
 
@@ -58,9 +57,10 @@ def paystack_of(app: Litestar) -> PaystackClient:
     return cast("PaystackClient", app.state[PAYSTACK_STATE_KEY])
 
 
-async def _enqueue_processing(event_id: UUID) -> None:
-    # Runs after the 200 has been sent. A failure loses nothing: beat re-enqueues events left `received`.
-    await asyncio.to_thread(enqueue, PROCESS_EVENT_TASK, str(event_id))
+async def _request_processing(redis: Redis) -> None:
+    # Runs after the 200 has been sent; one run applies every event stored so far, so a burst of webhooks
+    # costs one Celery message, not one each. A failure loses nothing: beat re-enqueues events left `received`.
+    await request_drain(redis, APPLY_RECEIVED_TASK)
 
 
 class PaymentsController(Controller):
@@ -131,6 +131,7 @@ class PaymentsController(Controller):
         ),
         responses={
             **USER_OR_KEY_RESPONSES,
+            400: UNREADABLE_REQUEST,
             404: error_response("`TRANSACTION_NOT_FOUND`: none of your deposits has this reference."),
         },
     )
@@ -166,9 +167,7 @@ class PaymentsController(Controller):
             413: error_response("`PAYLOAD_TOO_LARGE`: the body is larger than `MAX_BODY_BYTES`."),
         },
     )
-    async def paystack_webhook(
-        self, request: Request[Any, Any, Any], db_session: NamedDependency[AsyncSession]
-    ) -> Response[WebhookAck]:
+    async def paystack_webhook(self, request: Request[Any, Any, Any]) -> Response[WebhookAck]:
         settings = settings_of(request.app)
         raw_body = await request.body()
         check_paystack_origin(
@@ -177,6 +176,6 @@ class PaymentsController(Controller):
             source=client_address(request.scope, settings),
             settings=settings,
         )
-        received = await WebhookService(db_session).receive(raw_body)
-        background = BackgroundTask(_enqueue_processing, received.event_id) if received.new else None
+        received = await inbox_of(request.app).receive(raw_body)
+        background = BackgroundTask(_request_processing, redis_from_state(request.app.state)) if received.new else None
         return Response(WebhookAck(status=True), status_code=200, background=background)

@@ -319,7 +319,10 @@ class DepositService:
                 ", under review" if deposit.needs_review else "",
             )
         credited = await LedgerService(self.session).credit_deposit(
-            wallet_id=deposit.wallet_id, amount=deposit.amount, reference=deposit.reference
+            wallet_id=deposit.wallet_id,
+            amount=deposit.amount,
+            reference=deposit.reference,
+            actor=f"paystack:{payment.source}",
         )
         if not credited:
             logger.error(

@@ -9,16 +9,21 @@ happen to share an id. Two *different* bodies about the same payment are both st
 the second is a no-op: crediting is exactly once per deposit reference (the deposit's row lock and status,
 and the ledger's unique deposit journal), not per event.
 
-Processing (`process`, in a worker): under the event's row lock, an event that is already final is left alone;
+Processing (in a worker): new events are not enqueued one by one; the request asks for a run of
+`APPLY_RECEIVED_TASK` (at most one pending, `app.lib.queue.request_drain`), which applies every event never
+tried yet, batch by batch, each under its row lock taken with SKIP LOCKED so concurrent runs share the work.
+An event (`process`) is applied under its row lock: an event that is already final is left alone;
 `charge.success` goes through `DepositService.confirm_payment` and the event's new status is written in the
 same transaction as the credit. Other event types, unknown references and unreadable bodies are `ignored`;
 a payment that differs from the deposit is `review`. A processing failure is recorded on the event
 (`attempts`, `last_error`); after the task's retries it is `failed`, and beat re-enqueues `received` and
 `failed` events untouched for a minute until `MAX_ATTEMPTS`, after which they stay `failed` for an operator.
+A failure inside a run hands the event to that per-event task (`PROCESS_EVENT_TASK`) and its retries.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -26,8 +31,9 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
-from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import String, Uuid, select, text, update
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from uuid_utils.compat import uuid7
 
 from app.db import models as m
 from app.domain.payments.deposits import (
@@ -41,8 +47,10 @@ from app.domain.payments.paystack import is_valid_signature
 from app.lib.errors import InvalidSignature, PermissionDenied
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Collection, Sequence
     from uuid import UUID
 
+    from litestar import Litestar
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from app.config import Settings
@@ -52,6 +60,14 @@ logger = logging.getLogger(__name__)
 SIGNATURE_HEADER: Final = "x-paystack-signature"
 CHARGE_SUCCESS: Final = "charge.success"
 PROCESS_EVENT_TASK: Final = "tasks.payments.process_webhook_event"
+APPLY_RECEIVED_TASK: Final = "tasks.payments.apply_received_webhooks"
+APPLY_BATCH_SIZE: Final = 100
+"""Events one run of `APPLY_RECEIVED_TASK` reads at a time."""
+MAX_GROUP_SIZE: Final = 500
+"""Most events one flush of the inbox stores in one statement."""
+INBOX_STATE_KEY: Final = "webhook_inbox"
+BUSY: Final = "busy"
+"""What `process(..., skip_locked=True)` answers for an event another worker holds right now."""
 MAX_ATTEMPTS: Final = 10
 """Processing attempts (task retries and beat's re-enqueues together) before an event is left `failed`."""
 REQUEUE_AFTER: Final = timedelta(minutes=1)
@@ -67,6 +83,24 @@ _OUTCOME_STATUS: Final = {
     PaymentOutcome.REVIEW: m.WebhookEventStatus.REVIEW,
     PaymentOutcome.UNKNOWN_REFERENCE: m.WebhookEventStatus.IGNORED,
 }
+
+
+_STORE_EVENTS = text(
+    """
+    INSERT INTO webhook_events (
+        id, event_key, event_type, reference, raw_body, status, attempts, created_at, updated_at
+    )
+    SELECT event.id, event.event_key, event.event_type, event.reference, event.raw_body, 'received', 0,
+        CAST(:now AS timestamptz), CAST(:now AS timestamptz)
+    FROM unnest(
+        CAST(:ids AS uuid[]), CAST(:keys AS text[]), CAST(:types AS text[]), CAST(:references AS text[]),
+        CAST(:bodies AS bytea[])
+    ) AS event(id, event_key, event_type, reference, raw_body)
+    ON CONFLICT (event_key) DO NOTHING
+    RETURNING event_key, id
+    """
+).columns(event_key=String(), id=Uuid())
+"""Many events in one statement; a body already stored (the same SHA-256) is left alone and not returned."""
 
 
 class _Event(msgspec.Struct):
@@ -132,45 +166,91 @@ class WebhookService:
         self.session = session
 
     async def receive(self, raw_body: bytes) -> ReceivedEvent:
-        """Store a verified event once (a redelivery finds the first). Commits before returning.
+        """Store one verified event once (a redelivery finds the first). Commits before returning."""
+        [received] = await self.store([raw_body])
+        return received
 
-        The caller has already checked the signature: only Paystack's events reach this.
+    async def store(self, raw_bodies: Sequence[bytes]) -> list[ReceivedEvent]:
+        """Store verified events, each once, in one statement and one commit; answers in the same order.
+
+        The caller has already checked the signatures: only Paystack's events reach this. A body stored
+        before, or twice in this group, is `new` only where it was first inserted.
         """
-        key = event_key(raw_body)
-        event_type, reference = _head(raw_body)
-        event_id = await self.session.scalar(
-            pg_insert(m.WebhookEvent)
-            .values(
-                event_key=key,
-                event_type=event_type,
-                reference=reference,
-                raw_body=raw_body,
-                status=m.WebhookEventStatus.RECEIVED.value,
+        keys = [event_key(body) for body in raw_bodies]
+        distinct = dict(zip(keys, raw_bodies, strict=True))
+        heads = [_head(body) for body in distinct.values()]
+        now = datetime.now(UTC)
+        stored = (
+            await self.session.execute(
+                _STORE_EVENTS,
+                {
+                    "ids": [uuid7() for _ in distinct],
+                    "keys": list(distinct),
+                    "types": [event_type for event_type, _ in heads],
+                    "references": [reference for _, reference in heads],
+                    "bodies": list(distinct.values()),
+                    "now": now,
+                },
             )
-            .on_conflict_do_nothing(index_elements=["event_key"])
-            .returning(m.WebhookEvent.id)
-        )
-        if event_id is not None:
-            await self.session.commit()
-            logger.info("Paystack %s event for %s stored as %s", event_type, reference, event_id)
-            return ReceivedEvent(event_id=event_id, new=True)
-        existing = await self.session.scalar(select(m.WebhookEvent.id).where(m.WebhookEvent.event_key == key))
+        ).tuples()
+        inserted: dict[str, UUID] = dict(stored.all())
+        known = [key for key in distinct if key not in inserted]
+        existing: dict[str, UUID] = {}
+        if known:
+            rows = await self.session.execute(
+                select(m.WebhookEvent.event_key, m.WebhookEvent.id).where(m.WebhookEvent.event_key.in_(known))
+            )
+            existing = dict(rows.tuples().all())
         await self.session.commit()
-        if existing is None:  # pragma: no cover - event rows are never deleted
+        if len(inserted) + len(existing) != len(distinct):  # pragma: no cover - event rows are never deleted
             msg = "a stored webhook event vanished"
             raise RuntimeError(msg)
-        logger.info("Paystack redelivered event %s; already stored", existing)
-        return ReceivedEvent(event_id=existing, new=False)
+        event_heads = dict(zip(distinct, heads, strict=True))
+        answers = []
+        for key in keys:
+            new = inserted.pop(key, None)
+            if new is not None:
+                event_type, reference = event_heads[key]
+                logger.info("Paystack %s event for %s stored as %s", event_type, reference, new)
+                answers.append(ReceivedEvent(event_id=new, new=True))
+                existing[key] = new
+            else:
+                logger.info("Paystack redelivered event %s; already stored", existing[key])
+                answers.append(ReceivedEvent(event_id=existing[key], new=False))
+        return answers
 
-    async def process(self, event_id: UUID) -> str:
-        """Apply a stored event, once. Commits; returns the event's status (`missing` for no such event)."""
-        return await in_transaction(self.session, lambda: self._process(event_id))
+    async def untried_events(self, *, limit: int = APPLY_BATCH_SIZE, skip: Collection[UUID] = ()) -> list[UUID]:
+        """The oldest `received` events no processing has tried yet, except `skip`. Commits (reads only).
 
-    async def _process(self, event_id: UUID) -> str:
-        event = await self.session.scalar(select(m.WebhookEvent).where(m.WebhookEvent.id == event_id).with_for_update())
+        Events that failed once belong to their retrying task and to beat's sweep, with their backoff.
+        """
+        query = (
+            select(m.WebhookEvent.id)
+            .where(m.WebhookEvent.status == m.WebhookEventStatus.RECEIVED.value, m.WebhookEvent.attempts == 0)
+            .order_by(m.WebhookEvent.created_at)
+            .limit(limit)
+        )
+        if skip:
+            query = query.where(m.WebhookEvent.id.not_in(list(skip)))
+        ids = list(await self.session.scalars(query))
+        await self.session.commit()
+        return ids
+
+    async def process(self, event_id: UUID, *, skip_locked: bool = False) -> str:
+        """Apply a stored event, once. Commits; returns the event's status (`missing` for no such event).
+
+        With `skip_locked`, an event whose row another worker holds is left to it: the answer is `BUSY`.
+        """
+        return await in_transaction(self.session, lambda: self._process(event_id, skip_locked=skip_locked))
+
+    async def _process(self, event_id: UUID, *, skip_locked: bool) -> str:
+        event = await self.session.scalar(
+            select(m.WebhookEvent).where(m.WebhookEvent.id == event_id).with_for_update(skip_locked=skip_locked)
+        )
         if event is None:
             await self.session.commit()
-            return "missing"
+            # Event rows are never deleted: with SKIP LOCKED, no row means another worker holds it.
+            return BUSY if skip_locked else "missing"
         if event.status in _FINAL_STATUSES:
             await self.session.commit()
             return event.status
@@ -269,3 +349,51 @@ class WebhookService:
             )
         await self.session.commit()
         return ids
+
+
+class WebhookInbox:
+    """Group commit of received events, one per API process (`inbox_of`).
+
+    A request hands over its verified body and waits until the event's row is committed; it is acknowledged
+    only then. One flush runs at a time and stores, in one statement and one commit, every body that arrived
+    while the previous flush ran: alone, a request waits for nothing extra; in a burst, a round trip and a
+    commit serve the whole group. A failed flush fails exactly its group's requests (Paystack redelivers).
+    """
+
+    def __init__(self, sessions: Callable[[], AsyncSession]) -> None:
+        self._sessions = sessions
+        self._waiting: list[tuple[bytes, asyncio.Future[ReceivedEvent]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def receive(self, raw_body: bytes) -> ReceivedEvent:
+        """Store a verified event (once, however often it is delivered); returns after its commit."""
+        future: asyncio.Future[ReceivedEvent] = asyncio.get_running_loop().create_future()
+        self._waiting.append((raw_body, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="webhook-inbox-flush")
+        return await future
+
+    async def _flush(self) -> None:
+        while self._waiting:
+            group, self._waiting = self._waiting[:MAX_GROUP_SIZE], self._waiting[MAX_GROUP_SIZE:]
+            try:
+                async with self._sessions() as session:
+                    received = await WebhookService(session).store([body for body, _ in group])
+            except Exception as exc:  # noqa: BLE001 - handed to each waiting request, whose handler maps it
+                for _, future in group:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, future), answer in zip(group, received, strict=True):
+                if not future.done():
+                    future.set_result(answer)
+
+
+def inbox_of(app: Litestar) -> WebhookInbox:
+    """The API process's inbox, made on first use over the app's database engine."""
+    inbox = app.state.get(INBOX_STATE_KEY)
+    if not isinstance(inbox, WebhookInbox):
+        engine = app.state.sqlalchemy_config.get_engine()
+        inbox = WebhookInbox(async_sessionmaker(engine, expire_on_commit=False))
+        app.state[INBOX_STATE_KEY] = inbox
+    return inbox

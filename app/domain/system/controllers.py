@@ -8,10 +8,13 @@ import logging
 import msgspec
 from litestar import Controller, Response, get
 from litestar.datastructures import State
+from litestar.di import NamedDependency
 from litestar.openapi import ResponseSpec
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import get_settings
+from app.domain.auth.guards import RATE_LIMITED
 from app.lib.metrics import render as render_metrics
 from app.lib.redis import redis_from_state
 
@@ -60,15 +63,20 @@ async def _check_redis(state: State) -> str:
 class SystemController(Controller):
     tags = ["system"]
 
-    @get("/", summary="Service name, version and where the docs are")
+    @get("/", summary="Service name, version and where the docs are", responses={429: RATE_LIMITED})
     async def root(self) -> ServiceInfo:
         settings = get_settings()
         return ServiceInfo(name=settings.app_name, version=settings.app_version, docs="/docs")
 
-    @get("/metrics", summary="Prometheus metrics", media_type="text/plain; version=0.0.4; charset=utf-8")
-    async def metrics(self, state: State) -> bytes:
+    @get(
+        "/metrics",
+        summary="Prometheus metrics",
+        media_type="text/plain; version=0.0.4; charset=utf-8",
+        responses={429: RATE_LIMITED},
+    )
+    async def metrics(self, state: State, db_session: NamedDependency[AsyncSession]) -> bytes:
         """HTTP requests and latencies by route and status, and the business counters (see the README)."""
-        return await render_metrics(redis_from_state(state))
+        return await render_metrics(redis_from_state(state), db_session)
 
     @get(
         "/health",

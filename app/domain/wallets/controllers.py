@@ -12,6 +12,7 @@ from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from app.domain.auth.guards import (
+    UNREADABLE_REQUEST,
     USER_OR_KEY_RESPONSES,
     USER_OR_KEY_SECURITY,
     Caller,
@@ -24,6 +25,7 @@ from app.domain.wallets.notifications import notifier_of
 from app.domain.wallets.schemas import Balance, Transaction, TransferRequest, TransferResult, transfer_result
 from app.domain.wallets.transfers import TransferService
 from app.lib.idempotency import IdempotencyClaim, IdempotencyKeyHeader, run_idempotently
+from app.lib.redis import redis_from_state
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -81,7 +83,12 @@ class WalletController(Controller):
         idempotency_key: IdempotencyKeyHeader = None,
     ) -> Response[TransferResult]:
         settings = request.app.state.settings
-        transfers = TransferService(db_session, notifier=notifier_of(request.app), wait_ms=settings.transfer_wait_ms)
+        transfers = TransferService(
+            db_session,
+            redis=redis_from_state(request.app.state),
+            notifier=notifier_of(request.app),
+            wait_ms=settings.transfer_wait_ms,
+        )
 
         async def send(claim: IdempotencyClaim) -> Response[Any]:
             async def remember_acceptance(accepted: AcceptedTransfer) -> None:
@@ -92,6 +99,7 @@ class WalletController(Controller):
                 sender_user_id=caller.user_id,
                 recipient_wallet_number=data.wallet_number,
                 amount=data.amount,
+                actor=caller.principal,
                 before_commit=remember_acceptance,
             )
             return Response(
@@ -150,6 +158,7 @@ class WalletController(Controller):
         summary="One deposit or transfer of yours, by reference",
         responses={
             **USER_OR_KEY_RESPONSES,
+            400: UNREADABLE_REQUEST,
             404: error_response("`TRANSACTION_NOT_FOUND`: none of your deposits or transfers has this reference."),
         },
     )

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.lib.metrics import count, observe_settlement_lag
+from tests.support.ledger import fund
 
 
 async def test_metrics_report_requests_by_route_template_and_status(client: AsyncTestClient) -> None:
@@ -28,3 +30,21 @@ async def test_business_counters_from_any_process_appear_in_metrics(client: Asyn
     assert 'wallet_webhook_events_total{outcome="metrics-probe"}' in after
     assert "wallet_settlement_lag_seconds_bucket" in after
     assert before.status_code == 200
+
+
+async def test_deposits_by_status_are_counted_from_the_database(
+    client: AsyncTestClient, engine: AsyncEngine, make_user
+) -> None:
+    def deposits_gauge(text: str) -> dict[str, float]:
+        return {
+            line.split('"')[1]: float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("wallet_deposits{")
+        }
+
+    before = deposits_gauge((await client.get("/metrics")).text)
+    user = await make_user()
+    await fund(engine, user.wallet_id, 100)
+    after = deposits_gauge((await client.get("/metrics")).text)
+    assert after["success"] == before.get("success", 0) + 1
+    assert "needs_review" in after

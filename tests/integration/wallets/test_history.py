@@ -24,7 +24,10 @@ NEXT_LINK = re.compile(r'^<(?P<url>[^>]+)>; rel="next"$')
 async def _send(engine: AsyncEngine, sender, recipient, amount: int) -> str:
     async with session_maker(engine)() as session:
         accepted = await LedgerService(session).accept_transfer(
-            sender_user_id=sender.user_id, recipient_wallet_number=recipient.wallet_number, amount=amount
+            actor="test:sender",
+            sender_user_id=sender.user_id,
+            recipient_wallet_number=recipient.wallet_number,
+            amount=amount,
         )
     return accepted.reference
 

@@ -93,12 +93,16 @@ async def test_every_kind_of_damage_is_reported_on_its_own_line(scratch: AsyncEn
     await fund(scratch, alice_wallet.id, 1_000)
     async with sessions() as session:
         ledger = LedgerService(session)
-        await ledger.accept_transfer(sender_user_id=alice.id, recipient_wallet_number=bob_wallet.number, amount=300)
+        await ledger.accept_transfer(
+            actor="test:sender", sender_user_id=alice.id, recipient_wallet_number=bob_wallet.number, amount=300
+        )
         await ledger.settle_pending(batch_size=10)
         assert (await check_ledger(session)).violations == []
 
         # A credit journal with no successful deposit behind it: money created.
-        assert await ledger.credit_deposit(wallet_id=bob_wallet.id, amount=50, reference="dep_ghost")
+        assert await ledger.credit_deposit(
+            actor="test:paystack", wallet_id=bob_wallet.id, amount=50, reference="dep_ghost"
+        )
         # A successful deposit that was never credited.
         await session.execute(
             insert(m.Deposit).values(reference="dep_lost", wallet_id=alice_wallet.id, amount=70, status="success")

@@ -47,7 +47,10 @@ async def _accept(engine: AsyncEngine, sender, recipient, value: int) -> str | N
     async with session_maker(engine)() as session:
         try:
             accepted = await LedgerService(session).accept_transfer(
-                sender_user_id=sender.user_id, recipient_wallet_number=recipient.wallet_number, amount=value
+                actor="test:sender",
+                sender_user_id=sender.user_id,
+                recipient_wallet_number=recipient.wallet_number,
+                amount=value,
             )
         except (InsufficientBalance, SelfTransfer):
             return None

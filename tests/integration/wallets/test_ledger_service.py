@@ -38,9 +38,15 @@ async def test_a_deposit_reference_credits_its_wallet_exactly_once(db: AsyncSess
     user = await make_user()
     reference = f"dep_{uuid.uuid4().hex}"
     ledger = LedgerService(db)
-    assert await ledger.credit_deposit(wallet_id=user.wallet_id, amount=700, reference=reference) is True
+    assert (
+        await ledger.credit_deposit(actor="test:paystack", wallet_id=user.wallet_id, amount=700, reference=reference)
+        is True
+    )
     await db.commit()
-    assert await ledger.credit_deposit(wallet_id=user.wallet_id, amount=700, reference=reference) is False
+    assert (
+        await ledger.credit_deposit(actor="test:paystack", wallet_id=user.wallet_id, amount=700, reference=reference)
+        is False
+    )
     await db.commit()
     assert await _balance(db, user.wallet_id) == 700
     assert await _entry_sum(db, user.wallet_id) == 700
@@ -57,7 +63,7 @@ async def test_concurrent_credits_of_one_reference_credit_once(
     async def credit() -> bool:
         async with session_maker(engine)() as session:
             credited = await LedgerService(session).credit_deposit(
-                wallet_id=user.wallet_id, amount=250, reference=reference
+                actor="test:paystack", wallet_id=user.wallet_id, amount=250, reference=reference
             )
             await session.commit()
             return credited
@@ -73,7 +79,7 @@ async def test_credit_deposit_does_not_commit_for_its_caller(engine: AsyncEngine
     user = await make_user()
     async with session_maker(engine)() as session:
         assert await LedgerService(session).credit_deposit(
-            wallet_id=user.wallet_id, amount=100, reference=f"dep_{uuid.uuid4().hex}"
+            actor="test:paystack", wallet_id=user.wallet_id, amount=100, reference=f"dep_{uuid.uuid4().hex}"
         )
         await session.rollback()
     assert await _balance(db, user.wallet_id) == 0
@@ -82,7 +88,9 @@ async def test_credit_deposit_does_not_commit_for_its_caller(engine: AsyncEngine
 
 async def test_credit_deposit_refuses_an_unknown_wallet(db: AsyncSession) -> None:
     with pytest.raises(WalletNotFound):
-        await LedgerService(db).credit_deposit(wallet_id=uuid.uuid4(), amount=1, reference="nope")
+        await LedgerService(db).credit_deposit(
+            actor="test:paystack", wallet_id=uuid.uuid4(), amount=1, reference="nope"
+        )
     await db.rollback()
 
 
@@ -92,7 +100,7 @@ async def test_acceptance_reserves_the_senders_funds_and_settlement_credits_the_
     sender, recipient = await make_user(), await make_user()
     await fund(engine, sender.wallet_id, 1_000)
     accepted = await LedgerService(db).accept_transfer(
-        sender_user_id=sender.user_id, recipient_wallet_number=recipient.wallet_number, amount=400
+        actor="test:sender", sender_user_id=sender.user_id, recipient_wallet_number=recipient.wallet_number, amount=400
     )
     assert await _balance(db, sender.wallet_id) == 600
     assert await _balance(db, recipient.wallet_id) == 0
@@ -110,14 +118,19 @@ async def test_acceptance_refusals_move_nothing(engine: AsyncEngine, db: AsyncSe
     ledger = LedgerService(db)
     with pytest.raises(InsufficientBalance):
         await ledger.accept_transfer(
-            sender_user_id=sender.user_id, recipient_wallet_number=recipient.wallet_number, amount=101
+            actor="test:sender",
+            sender_user_id=sender.user_id,
+            recipient_wallet_number=recipient.wallet_number,
+            amount=101,
         )
     with pytest.raises(SelfTransfer):
         await ledger.accept_transfer(
-            sender_user_id=sender.user_id, recipient_wallet_number=sender.wallet_number, amount=1
+            actor="test:sender", sender_user_id=sender.user_id, recipient_wallet_number=sender.wallet_number, amount=1
         )
     with pytest.raises(WalletNotFound):
-        await ledger.accept_transfer(sender_user_id=sender.user_id, recipient_wallet_number="1000000000000", amount=1)
+        await ledger.accept_transfer(
+            actor="test:sender", sender_user_id=sender.user_id, recipient_wallet_number="1000000000000", amount=1
+        )
     assert await _balance(db, sender.wallet_id) == 100
     count = await db.scalar(
         select(func.count()).select_from(m.Transfer).where(m.Transfer.sender_wallet_id == sender.wallet_id)
@@ -135,7 +148,10 @@ async def test_a_hot_recipient_is_credited_once_per_batch(engine: AsyncEngine, d
         async with session_maker(engine)() as session:
             for _ in range(3):
                 await LedgerService(session).accept_transfer(
-                    sender_user_id=sender.user_id, recipient_wallet_number=merchant.wallet_number, amount=100
+                    actor="test:sender",
+                    sender_user_id=sender.user_id,
+                    recipient_wallet_number=merchant.wallet_number,
+                    amount=100,
                 )
 
     await asyncio.gather(*(pay(sender) for sender in senders))
@@ -163,7 +179,7 @@ async def test_settling_twice_moves_nothing_twice(engine: AsyncEngine, db: Async
     sender, recipient = await make_user(), await make_user()
     await fund(engine, sender.wallet_id, 500)
     await LedgerService(db).accept_transfer(
-        sender_user_id=sender.user_id, recipient_wallet_number=recipient.wallet_number, amount=500
+        actor="test:sender", sender_user_id=sender.user_id, recipient_wallet_number=recipient.wallet_number, amount=500
     )
 
     async def settle() -> int:

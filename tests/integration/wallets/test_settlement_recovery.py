@@ -83,7 +83,10 @@ async def test_lost_messages_and_a_worker_killed_mid_batch_still_settle_every_tr
                 # Acceptance exactly as the API does it: commit, then enqueue settlement.
                 async with session_maker(engine)() as session:
                     accepted = await LedgerService(session).accept_transfer(
-                        sender_user_id=sender.user_id, recipient_wallet_number=merchant.wallet_number, amount=250
+                        actor="test:sender",
+                        sender_user_id=sender.user_id,
+                        recipient_wallet_number=merchant.wallet_number,
+                        amount=250,
                     )
                 broker.send_task(SETTLE_TRANSFERS_TASK)
                 references.append(accepted.reference)
