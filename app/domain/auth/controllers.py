@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import Cookie, State
 from litestar.di import NamedDependency
 from litestar.openapi import ResponseSpec
+from litestar.openapi.spec import Operation, RequestBody
 from litestar.params import FromQuery, JSONBody, QueryParameter
 from litestar.response import Redirect
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -32,6 +34,16 @@ OAUTH_ERROR = error_response(
     "`OAUTH_ERROR`: a denied consent, an unknown, used or foreign state, a failed code exchange, "
     "an ID token that fails verification, or an e-mail address the provider has not verified."
 )
+
+
+@dataclass
+class _OptionalBodyOperation(Operation):
+    """The body of `POST /auth/verify-token` may be left out (the token can come in the header instead);
+    Litestar marks every declared body required, so the document is corrected here."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.request_body, RequestBody):
+            self.request_body.required = False
 
 
 class AuthController(Controller):
@@ -107,6 +119,7 @@ class AuthController(Controller):
         summary="Check an access token (sent as `Authorization: Bearer` or in the body)",
         description="When both are sent, the `Authorization` header is the one checked.",
         security=[{"BearerAuth": []}, {}],
+        operation_class=_OptionalBodyOperation,
         responses={
             400: error_response("`VALIDATION_ERROR`: the body is not a JSON object with an optional `token` string."),
             401: error_response("`NOT_AUTHENTICATED` (no token), `INVALID_TOKEN`, `TOKEN_EXPIRED` or `TOKEN_REVOKED`."),

@@ -6,11 +6,14 @@ and `stop_paystack_client` are the app's start-up and shutdown hooks.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from litestar import Controller, Request, Response, get, post
 from litestar.background_tasks import BackgroundTask
 from litestar.di import NamedDependency
+from litestar.enums import ParamType
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, Parameter, RequestBody, Schema
 from litestar.params import FromPath, JSONBody
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -61,6 +64,37 @@ async def _request_processing(redis: Redis) -> None:
     # Runs after the 200 has been sent; one run applies every event stored so far, so a burst of webhooks
     # costs one Celery message, not one each. A failure loses nothing: beat re-enqueues events left `received`.
     await request_drain(redis, APPLY_RECEIVED_TASK)
+
+
+@dataclass
+class _PaystackWebhookOperation(Operation):
+    """The handler reads the raw body (the signature covers its exact bytes), so Litestar cannot see the
+    body or the signature header: they are documented here."""
+
+    def __post_init__(self) -> None:
+        self.parameters = [
+            *(self.parameters or []),
+            Parameter(
+                name=SIGNATURE_HEADER,
+                param_in=ParamType.HEADER,
+                required=True,
+                schema=Schema(type=OpenAPIType.STRING),
+                description="Lowercase hex HMAC-SHA512 of the raw body, keyed with the Paystack secret key.",
+            ),
+        ]
+        self.request_body = RequestBody(
+            required=True,
+            description="A Paystack event, e.g. `charge.success`, exactly as Paystack sent it.",
+            content={
+                "application/json": OpenAPIMediaType(
+                    schema=Schema(
+                        type=OpenAPIType.OBJECT,
+                        required=["event"],
+                        properties={"event": Schema(type=OpenAPIType.STRING), "data": Schema()},
+                    )
+                )
+            },
+        )
 
 
 class PaymentsController(Controller):
@@ -161,6 +195,7 @@ class PaymentsController(Controller):
             "the source address against `PAYSTACK_WEBHOOK_IPS` when set. A valid event is stored durably and "
             "acknowledged at once; a worker applies it, once however often it is delivered."
         ),
+        operation_class=_PaystackWebhookOperation,
         responses={
             401: error_response("`INVALID_SIGNATURE`: the signature is missing or wrong; nothing was stored."),
             403: error_response("`PERMISSION_DENIED`: the source address is not in `PAYSTACK_WEBHOOK_IPS`."),
