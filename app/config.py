@@ -161,6 +161,10 @@ class Settings:
             raise UnsafeConfigurationError("unsafe configuration for APP_ENV=production: " + "; ".join(problems))
 
 
+PRODUCTION_RATE_LIMIT_PER_MINUTE = 600
+"""The limit in production when RATE_LIMIT_PER_MINUTE is not set: a deployment is protected unless it opts
+out with 0. Elsewhere the default is off, so local load and test runs are not throttled."""
+
 _LIST_FIELDS = {"paystack_webhook_ips", "trusted_proxies", "cors_origins"}
 _FLOAT_FIELDS = {"paystack_timeout_seconds"}
 
@@ -185,6 +189,8 @@ def load_settings(environ: dict[str, str] | None = None, dotenv: Path | None = N
             values[f.name] = _int(name, f.default, source=source)
         else:
             values[f.name] = _env(name, source=source)
+    if "RATE_LIMIT_PER_MINUTE" not in source and values.get("app_env") == "production":
+        values["rate_limit_per_minute"] = PRODUCTION_RATE_LIMIT_PER_MINUTE
     return Settings(**values)
 
 

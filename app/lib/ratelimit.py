@@ -15,7 +15,7 @@ import time
 from typing import TYPE_CHECKING
 
 from app.config import Settings
-from app.domain.auth.tokens import decode_token
+from app.domain.auth.tokens import decode_token_once
 from app.lib.errors import RateLimited, WalletError
 from app.lib.net import client_address
 
@@ -42,7 +42,7 @@ def rate_limit_subject(scope: Scope, settings: Settings) -> str:
     authorization = _header(scope, b"authorization")
     if authorization and authorization[:7].lower() == "bearer ":
         try:
-            return f"user:{decode_token(settings, authorization[7:].strip()).user_id}"
+            return f"user:{decode_token_once(scope, settings, authorization[7:].strip()).user_id}"
         except WalletError:
             pass
     api_key = _header(scope, b"x-api-key")

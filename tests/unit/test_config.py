@@ -6,7 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from app.config import DEVELOPMENT_JWT_SECRET, UnsafeConfigurationError, load_settings
+from app.config import (
+    DEVELOPMENT_JWT_SECRET,
+    PRODUCTION_RATE_LIMIT_PER_MINUTE,
+    UnsafeConfigurationError,
+    load_settings,
+)
 
 SAFE_PRODUCTION = {
     "APP_ENV": "production",
@@ -64,3 +69,11 @@ def test_development_accepts_the_default_secret(tmp_path: Path) -> None:
 def test_a_non_integer_setting_is_reported_by_name(tmp_path: Path) -> None:
     with pytest.raises(UnsafeConfigurationError, match="TRANSFER_WAIT_MS"):
         load_settings({"TRANSFER_WAIT_MS": "soon"}, tmp_path / "none")
+
+
+def test_rate_limiting_is_on_in_production_unless_turned_off_and_off_elsewhere_by_default(tmp_path: Path) -> None:
+    none = tmp_path / "none.env"
+    assert load_settings(SAFE_PRODUCTION, none).rate_limit_per_minute == PRODUCTION_RATE_LIMIT_PER_MINUTE > 0
+    assert load_settings({**SAFE_PRODUCTION, "RATE_LIMIT_PER_MINUTE": "0"}, none).rate_limit_per_minute == 0
+    assert load_settings({**SAFE_PRODUCTION, "RATE_LIMIT_PER_MINUTE": "30"}, none).rate_limit_per_minute == 30
+    assert load_settings({}, none).rate_limit_per_minute == 0

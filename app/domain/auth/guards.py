@@ -165,6 +165,7 @@ async def authenticate(connection: ASGIConnection[Any, Any, Any, Any], *, api_ke
             redis_from_state(connection.app.state),
             db_session_for(connection),
             token,
+            scope=connection.scope,
         )
         return Caller(user_id=user.id, via="jwt", token=claims)
     secret = connection.headers.get(API_KEY_HEADER)

@@ -17,11 +17,13 @@ from app.db import models as m
 from app.lib.errors import InvalidToken, TokenExpired, TokenRevoked
 
 if TYPE_CHECKING:
+    from litestar.types import Scope
     from redis.asyncio import Redis
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from app.config import Settings
 
+_DECODED_STATE_KEY = "wallet_decoded_token"
 DENY_LIST_PREFIX = "jwt:denied:"
 DENY_LIST_LOADED_KEY = "jwt:denied-list-loaded"
 """Present while Redis holds every logout of `revoked_tokens`; gone after a flush or a restart."""
@@ -153,19 +155,33 @@ async def forget_expired_revocations(session: AsyncSession) -> int:
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
+def decode_token_once(scope: Scope, settings: Settings, token: str) -> TokenClaims:
+    """`decode_token`, done once per request: the rate limiter and the guard both need the claims, and the
+    signature check is the costliest step of authentication. Kept in the request's scope state."""
+    state = scope.setdefault("state", {})
+    cached = state.get(_DECODED_STATE_KEY)
+    if isinstance(cached, tuple) and cached[0] == token:
+        claims: TokenClaims = cached[1]
+        return claims
+    claims = decode_token(settings, token)
+    state[_DECODED_STATE_KEY] = (token, claims)
+    return claims
+
+
 async def verify_access_token(
-    settings: Settings, redis: Redis, session: AsyncSession, token: str
+    settings: Settings, redis: Redis, session: AsyncSession, token: str, *, scope: Scope | None = None
 ) -> tuple[m.User, TokenClaims]:
     """Everything that makes a token usable right now: signature and claims, not logged out, user still there.
 
-    The one check behind both the authentication guard and `POST /auth/verify-token`.
+    The one check behind both the authentication guard and `POST /auth/verify-token`; with the request's
+    `scope`, a decoding already done for this request is reused.
 
     Raises:
         TokenExpired: the token is past `exp`.
         TokenRevoked: the token was logged out.
         InvalidToken: anything else, including a user that no longer exists.
     """
-    claims = decode_token(settings, token)
+    claims = decode_token(settings, token) if scope is None else decode_token_once(scope, settings, token)
     await ensure_not_revoked(redis, session, claims)
     user = await session.get(m.User, claims.user_id)
     if user is None:

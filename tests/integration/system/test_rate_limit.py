@@ -74,3 +74,28 @@ async def test_zero_turns_rate_limiting_off(settings: Settings) -> None:
     async with AsyncTestClient(app=app) as client:
         statuses = {(await client.get("/")).status_code for _ in range(20)}
     assert statuses == {200}
+
+
+async def test_the_limiter_and_the_guard_check_a_tokens_signature_once_per_request(
+    settings: Settings, redis: Redis, make_user, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import jwt
+
+    decoded: list[str] = []
+    real_decode = jwt.decode
+
+    def counting_decode(token: str, *args: object, **kwargs: object) -> object:
+        decoded.append(token)
+        return real_decode(token, *args, **kwargs)  # type: ignore[arg-type]
+
+    # PyJWT itself, whoever calls it: the limiter and the guard both need the claims.
+    monkeypatch.setattr(jwt, "decode", counting_decode)
+    user = await make_user()
+    app = create_app(replace(settings, rate_limit_per_minute=100), extra_route_handlers=[_protected])
+    async with AsyncTestClient(app=app) as client:
+        assert (await client.get("/test/protected", headers=user.headers)).status_code == 200
+        assert decoded == [user.token]
+        assert (await client.get("/test/protected", headers=user.headers)).status_code == 200
+        assert decoded == [user.token, user.token]
+    async for key in redis.scan_iter("ratelimit:*"):
+        await redis.delete(key)
