@@ -61,7 +61,9 @@ task_routes = {
     "tasks.ledger.settle_transfers": {"queue": SETTLEMENT_QUEUE},
     "tasks.payments.process_webhook_event": {"queue": WEBHOOKS_QUEUE},
     "tasks.payments.apply_received_webhooks": {"queue": WEBHOOKS_QUEUE},
-    "tasks.payments.verify_deposit": {"queue": WEBHOOKS_QUEUE},
+    # Not beside the webhooks: a slow Paystack holds a verification for half a minute, and beat sends up to
+    # a hundred at once, which must not hold back the crediting of webhooks already stored.
+    "tasks.payments.verify_deposit": {"queue": MAINTENANCE_QUEUE},
     "tasks.*": {"queue": MAINTENANCE_QUEUE},
 }
 

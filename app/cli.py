@@ -39,7 +39,7 @@ def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
     settings = get_settings()
-    settings.check_safe_for_production()
+    settings.check_safe_to_start()
     uvicorn.run(
         "app.main:app",
         host=args.host or settings.api_host,
@@ -192,14 +192,17 @@ def cmd_up(args: argparse.Namespace) -> int:
     from app.lib.migrations import upgrade
 
     try:
-        get_settings().check_safe_for_production()
+        get_settings().check_safe_to_start()
     except UnsafeConfigurationError as exc:
         print(exc, file=sys.stderr)
         return 2
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     infra = resolve_infrastructure(DATA_DIR)
-    print(f"PostgreSQL ({infra.origin['database']}): {infra.database_url}")
-    print(f"Redis ({infra.origin['redis']}): {infra.redis_url}")
+    from sqlalchemy.engine import make_url
+
+    # Where, not with what: a configured URL may carry passwords that do not belong on a terminal or in logs.
+    print(f"PostgreSQL ({infra.origin['database']}): {make_url(infra.database_url).render_as_string()}")
+    print(f"Redis ({infra.origin['redis']}): {make_url(infra.redis_url).render_as_string()}")
     env = {**os.environ, "DATABASE_URL": infra.database_url, "REDIS_URL": infra.redis_url}
     processes: list[subprocess.Popen[bytes]] = []
     stopping = False

@@ -1,7 +1,7 @@
 """Settings, read once from the environment and `.env` (real environment variables win).
 
 Every setting is documented in `.env.sample`. `get_settings()` is cached: the process reads its
-configuration once, at start-up, and `Settings.check_safe_for_production()` refuses an unsafe one.
+configuration once, at start-up, and `Settings.check_safe_to_start()` refuses an unsafe one.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ DEVELOPMENT_JWT_SECRET = "development-only-secret-change-me-before-production"  
 """The default `JWT_SECRET`: fine on a laptop, refused in production."""
 
 MIN_JWT_SECRET_LENGTH = 32
+APP_ENVIRONMENTS = ("development", "test", "production")
 
 
 class UnsafeConfigurationError(RuntimeError):
@@ -141,24 +142,31 @@ class Settings:
         """The same database for libpq-style tools (psycopg-less: only used for display and pgbench)."""
         return self.database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
-    def check_safe_for_production(self) -> None:
-        """Refuse to run in production with a configuration that would leak or forge money.
+    def check_safe_to_start(self) -> None:
+        """Refuse to run with a configuration that would leak or forge money.
+
+        Outside development the JWT secret must be a real one; in production the Paystack and Google
+        credentials must be there too. An unknown `APP_ENV` is refused rather than treated as development
+        (a typo must not switch the checks, `wallet token` and the test hooks back on).
 
         Raises:
             UnsafeConfigurationError: naming every setting that is wrong.
         """
-        if not self.is_production:
-            return
         problems: list[str] = []
-        if self.jwt_secret == DEVELOPMENT_JWT_SECRET or len(self.jwt_secret) < MIN_JWT_SECRET_LENGTH:
+        if self.app_env not in APP_ENVIRONMENTS:
+            problems.append(f"APP_ENV must be one of {', '.join(APP_ENVIRONMENTS)}, not {self.app_env!r}")
+        elif self.app_env != "development" and (
+            self.jwt_secret == DEVELOPMENT_JWT_SECRET or len(self.jwt_secret) < MIN_JWT_SECRET_LENGTH
+        ):
             problems.append(f"JWT_SECRET must be a random secret of at least {MIN_JWT_SECRET_LENGTH} characters")
-        if self.jwt_algorithm not in {"HS256", "HS384", "HS512"}:
-            problems.append("JWT_ALGORITHM must be one of HS256, HS384, HS512")
-        for name in ("paystack_secret_key", "google_client_id", "google_client_secret", "google_redirect_uri"):
-            if not getattr(self, name):
-                problems.append(f"{name.upper()} is required in production")
+        if self.is_production:
+            if self.jwt_algorithm not in {"HS256", "HS384", "HS512"}:
+                problems.append("JWT_ALGORITHM must be one of HS256, HS384, HS512")
+            for name in ("paystack_secret_key", "google_client_id", "google_client_secret", "google_redirect_uri"):
+                if not getattr(self, name):
+                    problems.append(f"{name.upper()} is required in production")
         if problems:
-            raise UnsafeConfigurationError("unsafe configuration for APP_ENV=production: " + "; ".join(problems))
+            raise UnsafeConfigurationError(f"unsafe configuration for APP_ENV={self.app_env}: " + "; ".join(problems))
 
 
 PRODUCTION_RATE_LIMIT_PER_MINUTE = 600

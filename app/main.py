@@ -70,7 +70,7 @@ def create_app(
 ) -> Litestar:
     """Build the application. Refuses to start with an unsafe production configuration."""
     settings = settings or get_settings()
-    settings.check_safe_for_production()
+    settings.check_safe_to_start()
     configure_logging(settings)
     db_config = sqlalchemy_config(settings)
 

@@ -19,6 +19,8 @@ from litestar.exceptions import (
 )
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
+from app.lib.db import sqlstate_of
+
 if TYPE_CHECKING:
     from litestar import Request
 
@@ -228,19 +230,6 @@ UNSTORABLE_TEXT_SQLSTATES = frozenset({"22021", "22P05"})
 character, in a name, a reference, a header or a query) came from the request, so it is the caller's mistake."""
 
 
-def _sqlstate(exc: BaseException) -> str | None:
-    """The SQLSTATE of a database error anywhere in the exception's chain."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        sqlstate = getattr(current, "sqlstate", None)
-        if isinstance(sqlstate, str):
-            return sqlstate
-        current = current.__cause__ or current.__context__
-    return None
-
-
 def as_wallet_error(exc: Exception) -> WalletError | None:
     """The `WalletError` an exception stands for, or None for a bug."""
     if isinstance(exc, WalletError):
@@ -261,7 +250,7 @@ def as_wallet_error(exc: Exception) -> WalletError | None:
         return WalletError.with_status(exc.status_code, code, exc.detail or "The request is invalid.")
     if is_unavailable(exc):
         return ServiceUnavailable()
-    if _sqlstate(exc) in UNSTORABLE_TEXT_SQLSTATES:
+    if sqlstate_of(exc) in UNSTORABLE_TEXT_SQLSTATES:
         return RequestValidationError("The request contains a character that cannot be stored, such as NUL.")
     return None
 

@@ -83,8 +83,12 @@ def _refuse_duplicate_keys(body: bytes) -> None:
     duplicates: list[str] = []
 
     def pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        keys = [key for key, _ in pairs]
-        duplicates.extend(key for key in keys if keys.count(key) > 1)
+        # A set, not list.count: a body of thousands of keys must not cost quadratic time.
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                duplicates.append(key)
+            seen.add(key)
         return dict(pairs)
 
     if body.count(b'"') < 4:

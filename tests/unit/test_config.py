@@ -41,7 +41,7 @@ def test_webhook_secret_defaults_to_the_paystack_secret_key(tmp_path: Path) -> N
 
 
 def test_safe_production_configuration_is_accepted(tmp_path: Path) -> None:
-    load_settings(SAFE_PRODUCTION, tmp_path / "none").check_safe_for_production()
+    load_settings(SAFE_PRODUCTION, tmp_path / "none").check_safe_to_start()
 
 
 @pytest.mark.parametrize(
@@ -59,11 +59,25 @@ def test_production_refuses_an_unsafe_setting_and_names_it(
 ) -> None:
     settings = load_settings(SAFE_PRODUCTION | override, tmp_path / "none")
     with pytest.raises(UnsafeConfigurationError, match=named):
-        settings.check_safe_for_production()
+        settings.check_safe_to_start()
 
 
 def test_development_accepts_the_default_secret(tmp_path: Path) -> None:
-    load_settings({"APP_ENV": "development"}, tmp_path / "none").check_safe_for_production()
+    load_settings({"APP_ENV": "development"}, tmp_path / "none").check_safe_to_start()
+
+
+@pytest.mark.parametrize("secret", [DEVELOPMENT_JWT_SECRET, "short"])
+def test_any_environment_but_development_refuses_a_default_or_short_jwt_secret(tmp_path: Path, secret: str) -> None:
+    settings = load_settings({"APP_ENV": "test", "JWT_SECRET": secret}, tmp_path / "none")
+    with pytest.raises(UnsafeConfigurationError, match="JWT_SECRET"):
+        settings.check_safe_to_start()
+    load_settings({"APP_ENV": "test", "JWT_SECRET": "t" * 40}, tmp_path / "none").check_safe_to_start()
+
+
+def test_an_unknown_app_env_is_refused_not_taken_for_development(tmp_path: Path) -> None:
+    settings = load_settings({"APP_ENV": "prod"}, tmp_path / "none")
+    with pytest.raises(UnsafeConfigurationError, match="APP_ENV"):
+        settings.check_safe_to_start()
 
 
 def test_a_non_integer_setting_is_reported_by_name(tmp_path: Path) -> None:

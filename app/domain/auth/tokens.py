@@ -25,8 +25,6 @@ if TYPE_CHECKING:
 
 _DECODED_STATE_KEY = "wallet_decoded_token"
 DENY_LIST_PREFIX = "jwt:denied:"
-DENY_LIST_LOADED_KEY = "jwt:denied-list-loaded"
-"""Present while Redis holds every logout of `revoked_tokens`; gone after a flush or a restart."""
 REQUIRED_CLAIMS = ("sub", "iat", "exp", "jti", "iss", "aud")
 
 
@@ -98,8 +96,9 @@ def decode_token(settings: Settings, token: str) -> TokenClaims:
 async def revoke_token(redis: Redis, session: AsyncSession, claims: TokenClaims) -> None:
     """Deny the token's `jti` until the moment it would have expired anyway. Commits.
 
-    PostgreSQL first (durable), then Redis (what every request reads): if Redis fails after the commit,
-    the logout still holds, because a Redis that lost keys is refilled from the table.
+    PostgreSQL first: it is the authority every request consults, so the logout holds even if the Redis
+    write then fails (the caller gets a 503 and may retry) or Redis later loses the key (flush, restart,
+    eviction). Redis is the fast path that refuses the token before the database is asked.
     """
     remaining = int(claims.expires_at.timestamp() - time.time()) + 1
     if remaining <= 0:
@@ -111,41 +110,6 @@ async def revoke_token(redis: Redis, session: AsyncSession, claims: TokenClaims)
     )
     await session.commit()
     await redis.set(DENY_LIST_PREFIX + claims.jti, b"1", ex=remaining)
-
-
-async def ensure_not_revoked(redis: Redis, session: AsyncSession, claims: TokenClaims) -> None:
-    """Raises `TokenRevoked` when the token was logged out.
-
-    One Redis round trip reads the token's deny key and the marker saying the deny-list is loaded; both in
-    one MGET, so a flush cannot fall between them. Without the marker (Redis restarted or flushed, or its
-    first use) the list is reloaded from PostgreSQL and this token is checked there.
-    """
-    denied, loaded = await redis.mget(DENY_LIST_PREFIX + claims.jti, DENY_LIST_LOADED_KEY)
-    if denied is not None:
-        raise TokenRevoked
-    if loaded is None:
-        await reload_deny_list(redis, session)
-        revoked = await session.scalar(
-            select(m.RevokedToken.id).where(m.RevokedToken.jti == claims.jti, m.RevokedToken.expires_at > func.now())
-        )
-        if revoked is not None:
-            raise TokenRevoked
-
-
-async def reload_deny_list(redis: Redis, session: AsyncSession) -> int:
-    """Copy every logout that has not expired yet from PostgreSQL to Redis, then mark the list loaded."""
-    now = time.time()
-    rows = (
-        await session.execute(
-            select(m.RevokedToken.jti, m.RevokedToken.expires_at).where(m.RevokedToken.expires_at > func.now())
-        )
-    ).all()
-    async with redis.pipeline(transaction=False) as pipe:
-        for jti, expires_at in rows:
-            pipe.set(DENY_LIST_PREFIX + jti, b"1", ex=max(int(expires_at.timestamp() - now) + 1, 1))
-        pipe.set(DENY_LIST_LOADED_KEY, b"1")
-        await pipe.execute()
-    return len(rows)
 
 
 async def forget_expired_revocations(session: AsyncSession) -> int:
@@ -182,8 +146,20 @@ async def verify_access_token(
         InvalidToken: anything else, including a user that no longer exists.
     """
     claims = decode_token(settings, token) if scope is None else decode_token_once(scope, settings, token)
-    await ensure_not_revoked(redis, session, claims)
-    user = await session.get(m.User, claims.user_id)
-    if user is None:
+    if await redis.exists(DENY_LIST_PREFIX + claims.jti):
+        raise TokenRevoked
+    # The user and the durable deny-list in one query: what Redis lost, PostgreSQL still refuses.
+    logged_out = (
+        select(m.RevokedToken.id)
+        .where(m.RevokedToken.jti == claims.jti, m.RevokedToken.expires_at > func.now())
+        .exists()
+    )
+    found = (
+        await session.execute(select(m.User, logged_out.label("logged_out")).where(m.User.id == claims.user_id))
+    ).one_or_none()
+    if found is None:
         raise InvalidToken("The access token's user no longer exists.")
+    if found.logged_out:
+        raise TokenRevoked
+    user: m.User = found[0]
     return user, claims

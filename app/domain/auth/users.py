@@ -12,6 +12,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from app.db import models as m
 from app.domain.wallets.opening import open_wallet
+from app.lib.errors import OAuthFailed
 
 if TYPE_CHECKING:
     from uuid import UUID
@@ -69,6 +70,11 @@ class UserService(SQLAlchemyAsyncRepositoryService[m.User]):
         if user is None:
             msg = "user vanished during sign-in"
             raise RuntimeError(msg)
+        if identity.subject and user.provider_subject not in (None, identity.subject):
+            # Another identity already owns this address: an e-mail a provider reassigned (or another
+            # provider's) must not open someone else's wallet. Nothing was written; roll back the lock.
+            await session.rollback()
+            raise OAuthFailed("This e-mail address is already linked to another sign-in identity.")
         if identity.subject and (
             user.provider_subject is None or user.name != identity.name or user.picture != identity.picture
         ):

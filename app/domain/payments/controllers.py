@@ -211,6 +211,8 @@ class PaymentsController(Controller):
             source=client_address(request.scope, settings),
             settings=settings,
         )
-        received = await inbox_of(request.app).receive(raw_body)
-        background = BackgroundTask(_request_processing, redis_from_state(request.app.state)) if received.new else None
+        await inbox_of(request.app).receive(raw_body)
+        # A redelivery asks for a run too: its first delivery may have been stored without its request for
+        # processing getting through (the process died after the commit). At most one run is pending anyway.
+        background = BackgroundTask(_request_processing, redis_from_state(request.app.state))
         return Response(WebhookAck(status=True), status_code=200, background=background)

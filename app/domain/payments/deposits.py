@@ -55,13 +55,15 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 VERIFY_DEPOSIT_TASK: Final = "tasks.payments.verify_deposit"
+REVERSED: Final = "reversed"
+"""Paystack's status for a payment it took back: money that must never be credited, even late."""
 VERIFY_MARKER_TTL_SECONDS: Final = 300
 """How long a verification counts as in flight if its task never clears the marker (a killed worker)."""
 MAX_TRANSACTION_ATTEMPTS: Final = 5
 """Tries of a crediting transaction that keeps hitting a deadlock or serialisation failure."""
 STALE_BATCH_SIZE: Final = 100
 
-FAILED_STATUSES: Final = frozenset({"failed", "reversed"})
+FAILED_STATUSES: Final = frozenset({"failed", REVERSED})
 """Paystack statuses that end a pending deposit as `failed`."""
 
 
@@ -306,6 +308,18 @@ class DepositService:
                 update(m.Deposit)
                 .where(m.Deposit.id == deposit.id)
                 .values(needs_review=True, review_reason=reason, provider_data=payment.data, updated_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            return PaymentOutcome.REVIEW
+        if (deposit.provider_data or {}).get("status") == REVERSED:
+            # A refund or chargeback came first; a success delivered after it (Paystack retries webhooks
+            # for days) is stale news about money that went back. Crediting it would create money.
+            reason = f"Paystack ({payment.source}) reported success after reporting the payment reversed"
+            logger.warning("deposit %s flagged for review: %s; nothing was credited", deposit.reference, reason)
+            await self.session.execute(
+                update(m.Deposit)
+                .where(m.Deposit.id == deposit.id)
+                .values(needs_review=True, review_reason=reason, updated_at=now)
                 .execution_options(synchronize_session=False)
             )
             return PaymentOutcome.REVIEW

@@ -6,11 +6,13 @@ import asyncio
 import uuid
 from typing import TYPE_CHECKING
 
+import pytest
 from sqlalchemy import func, select
 
 from app.db import models as m
 from app.domain.auth.users import Identity, UserService
 from app.lib.db import session_maker
+from app.lib.errors import OAuthFailed
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -73,3 +75,18 @@ async def test_the_provider_subject_finds_the_user_after_their_email_changed(
         Identity(email=f"new-{uuid.uuid4().hex[:10]}@example.com", subject=subject, email_verified=True),
     )
     assert first == second
+
+
+async def test_another_identity_with_the_same_email_cannot_open_the_wallet(
+    engine: AsyncEngine, settings: Settings
+) -> None:
+    email = f"owner-{uuid.uuid4().hex[:10]}@example.com"
+    owner = Identity(email=email, subject=f"https://issuer.example|{uuid.uuid4().hex}", email_verified=True)
+    await sign_in(engine, settings, owner)
+    impostor = Identity(email=email, subject=f"https://other.example|{uuid.uuid4().hex}", email_verified=True)
+    with pytest.raises(OAuthFailed):
+        await sign_in(engine, settings, impostor)
+    assert await counts(engine, email) == (1, 1)
+    # The owner still signs in, and a local sign-in (`wallet token`, no subject) still finds them.
+    await sign_in(engine, settings, owner)
+    await sign_in(engine, settings, Identity(email=email))

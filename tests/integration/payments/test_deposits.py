@@ -26,6 +26,7 @@ from tests.integration.payments.support import (
     in_process,
     start_deposit,
     wait_for_deposit,
+    wait_for_event,
 )
 from tests.support.paystack_standin import PaystackStandIn
 
@@ -277,6 +278,26 @@ async def test_verification_marks_failed_and_reversed_payments_failed(
         row = await deposit_row(engine, deposit.reference)
         assert row is not None
         assert row.credits == 0
+
+
+async def test_a_success_delivered_after_paystack_reversed_the_payment_credits_nothing(
+    api: httpx.AsyncClient, live_api: str, paystack: PaystackStandIn, engine: AsyncEngine, make_user
+) -> None:
+    user = await make_user()
+    deposit = await start_deposit(api, user, 5000)
+    paystack.set_status(deposit.reference, "reversed")
+    await eventually(
+        lambda: api.get(f"/wallet/deposit/{deposit.reference}/status", headers=user.headers),
+        lambda r: r.json()["status"] == "failed",
+    )
+    # Paystack retries webhooks for days: a success it sent before the reversal can arrive after it.
+    late = paystack.build_charge_success(deposit.reference)
+    assert (await paystack.deliver_webhook(live_api, late)).status_code == 200
+    await wait_for_event(engine, late, "review")
+    row = await deposit_row(engine, deposit.reference)
+    assert row is not None
+    assert (row.status, row.credits, row.needs_review) == ("failed", 0, True)
+    assert await balance_of(api, user) == 0
 
 
 async def test_abandoned_stays_pending_until_the_final_age_then_becomes_abandoned(
