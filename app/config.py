@@ -102,8 +102,9 @@ class Settings:
     paystack_timeout_seconds: float = 10.0
 
     currency: str = "NGN"
-    deposit_min_amount: int = 100
-    """Smallest deposit in kobo (Paystack's own minimum is 100 kobo, NGN 1)."""
+    deposit_min_amount: int = 1
+    """Smallest deposit in kobo. The contract's floor is 1; raise it to Paystack's own minimum for the currency
+    to refuse with a 400 what Paystack would refuse at initialise (a 502)."""
     deposit_max_amount: int = 1_000_000_000_000
     deposit_abandoned_final_hours: int = 24
     """Age after which an `abandoned` Paystack transaction is final: the deposit becomes `abandoned`."""
@@ -136,11 +137,6 @@ class Settings:
     @property
     def webhook_secret(self) -> str:
         return self.paystack_webhook_secret or self.paystack_secret_key
-
-    @property
-    def sync_database_url(self) -> str:
-        """The same database for libpq-style tools (psycopg-less: only used for display and pgbench)."""
-        return self.database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
     def check_safe_to_start(self) -> None:
         """Refuse to run with a configuration that would leak or forge money.

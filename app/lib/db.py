@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, TypeVar
 
 from advanced_alchemy.extensions.litestar import (
     AlembicAsyncConfig,
@@ -13,6 +17,9 @@ from advanced_alchemy.extensions.litestar import (
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from app.config import PROJECT_ROOT
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from app.config import Settings
@@ -86,3 +93,33 @@ def sqlstate_of(exc: BaseException) -> str | None:
 def is_retryable(exc: BaseException) -> bool:
     """A deadlock or serialisation failure: the transaction can simply run again."""
     return sqlstate_of(exc) in RETRYABLE_SQLSTATES
+
+
+MAX_TRANSACTION_ATTEMPTS = 6
+"""Tries of a transaction that keeps failing with a deadlock or serialisation failure."""
+BASE_BACKOFF_SECONDS = 0.02
+
+
+def backoff_seconds(attempt: int) -> float:
+    """Exponential backoff with full jitter, so colliding transactions do not collide again in step."""
+    return random.uniform(0, BASE_BACKOFF_SECONDS * 2 ** min(attempt, 8))
+
+
+async def run_transaction(session: AsyncSession, transaction: Callable[[], Awaitable[T]]) -> T:
+    """Run `transaction` (which commits itself); roll back on any failure, run it again after a deadlock or
+    serialisation failure (`is_retryable`), up to `MAX_TRANSACTION_ATTEMPTS` tries; anything else is raised."""
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return await transaction()
+        except Exception as exc:
+            try:
+                await session.rollback()
+            except Exception:
+                logger.warning("rollback after a failed transaction failed too", exc_info=True)
+            if not is_retryable(exc) or attempt >= MAX_TRANSACTION_ATTEMPTS:
+                raise
+            delay = backoff_seconds(attempt)
+            logger.info("transaction hit %r; retry %d in %.3fs", type(exc).__name__, attempt, delay)
+            await asyncio.sleep(delay)

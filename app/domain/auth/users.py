@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
 from advanced_alchemy.service import SQLAlchemyAsyncRepositoryService
@@ -13,9 +12,6 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from app.db import models as m
 from app.domain.wallets.opening import open_wallet
 from app.lib.errors import OAuthFailed
-
-if TYPE_CHECKING:
-    from uuid import UUID
 
 
 @dataclass(frozen=True)
@@ -92,9 +88,3 @@ class UserService(SQLAlchemyAsyncRepositoryService[m.User]):
         wallet = await open_wallet(session, user.id, currency)
         await session.commit()
         return user, wallet
-
-    async def wallet_of(self, user_id: UUID) -> m.Wallet | None:
-        wallet: m.Wallet | None = await self.repository.session.scalar(
-            select(m.Wallet).where(m.Wallet.user_id == user_id)
-        )
-        return wallet

@@ -111,7 +111,7 @@ class PaymentsController(Controller):
             "Creates a pending deposit with our own reference and initialises it with Paystack; the customer "
             "pays at `authorization_url`. The wallet is credited once Paystack confirms the payment (its "
             "webhook, or a verification), with exactly the amount initialised. The amount is in kobo, between "
-            "`DEPOSIT_MIN_AMOUNT` (default 100, Paystack's minimum) and `DEPOSIT_MAX_AMOUNT`. Supports "
+            "`DEPOSIT_MIN_AMOUNT` (default 1) and `DEPOSIT_MAX_AMOUNT` (default 10^12). Supports "
             "`Idempotency-Key`."
         ),
         responses={

@@ -22,7 +22,6 @@ per reference: a Redis `SET NX` marker with a TTL, cleared by the task when it f
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 import uuid
@@ -37,8 +36,8 @@ from sqlalchemy import insert, or_, select, update
 from app.db import models as m
 from app.domain.payments.paystack import PaystackError, PaystackTransactionNotFound, VerifiedTransaction
 from app.domain.payments.schemas import DepositStarted
-from app.domain.wallets.ledger import LedgerService, backoff_seconds
-from app.lib.db import is_retryable
+from app.domain.wallets.ledger import LedgerService
+from app.lib.db import run_transaction
 from app.lib.errors import PaymentProviderError, RequestValidationError, TransactionNotFound, WalletNotFound
 from app.lib.queue import enqueue
 
@@ -59,8 +58,6 @@ REVERSED: Final = "reversed"
 """Paystack's status for a payment it took back: money that must never be credited, even late."""
 VERIFY_MARKER_TTL_SECONDS: Final = 300
 """How long a verification counts as in flight if its task never clears the marker (a killed worker)."""
-MAX_TRANSACTION_ATTEMPTS: Final = 5
-"""Tries of a crediting transaction that keeps hitting a deadlock or serialisation failure."""
 STALE_BATCH_SIZE: Final = 100
 
 FAILED_STATUSES: Final = frozenset({"failed", REVERSED})
@@ -110,24 +107,6 @@ def parse_paystack_time(value: object) -> datetime | None:
     except ValueError:
         return None
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
-
-
-async def in_transaction(session: AsyncSession, work: Callable[[], Awaitable[T]]) -> T:
-    """Run `work` (which commits) and run it again after a deadlock or serialisation failure.
-
-    Any failure rolls the session back; a non-retryable one, or the last retryable one, is re-raised.
-    """
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
-            return await work()
-        except Exception as exc:
-            with contextlib.suppress(Exception):
-                await session.rollback()
-            if not is_retryable(exc) or attempt >= MAX_TRANSACTION_ATTEMPTS:
-                raise
-            await asyncio.sleep(backoff_seconds(attempt))
 
 
 async def request_verification(redis: Redis, reference: str) -> bool:
@@ -218,7 +197,7 @@ class DepositService:
         except PaystackError as exc:
             # The client logged Paystack's own message; the customer never got a checkout page to pay on.
             logger.warning("deposit %s not started, marking it failed: Paystack said %s", reference, exc)
-            await self._set_status(reference, m.DepositStatus.FAILED, only_if_pending=True)
+            await self._end_pending(reference, m.DepositStatus.FAILED)
             await self.session.commit()
             raise PaymentProviderError(
                 "Paystack could not start the payment; nothing was charged. Please try again."
@@ -379,11 +358,11 @@ class DepositService:
         try:
             verified = await paystack.verify(reference)
         except PaystackTransactionNotFound:
-            return await in_transaction(self.session, lambda: self._apply_not_found(reference, settings))
+            return await run_transaction(self.session, lambda: self._apply_not_found(reference, settings))
         if verified.reference != reference:
             msg = f"Paystack answered the verification of {reference} for {verified.reference}"
             raise PaystackError(msg)
-        return await in_transaction(self.session, lambda: self._apply_verification(verified, settings))
+        return await run_transaction(self.session, lambda: self._apply_verification(verified, settings))
 
     async def _apply_verification(self, verified: VerifiedTransaction, settings: Settings) -> str:
         now = datetime.now(UTC)
@@ -461,10 +440,11 @@ class DepositService:
         )
         return deposit
 
-    async def _set_status(self, reference: str, status: m.DepositStatus, *, only_if_pending: bool) -> None:
-        statement = update(m.Deposit).where(m.Deposit.reference == reference)
-        if only_if_pending:
-            statement = statement.where(m.Deposit.status == m.DepositStatus.PENDING.value)
+    async def _end_pending(self, reference: str, status: m.DepositStatus) -> None:
+        """Move a deposit that is still pending to `status` (one that moved on meanwhile keeps its own)."""
+        statement = update(m.Deposit).where(
+            m.Deposit.reference == reference, m.Deposit.status == m.DepositStatus.PENDING.value
+        )
         await self.session.execute(
             statement.values(status=status.value, updated_at=datetime.now(UTC)).execution_options(
                 synchronize_session=False
@@ -476,8 +456,7 @@ def check_deposit_amount(amount: int, settings: Settings) -> None:
     """Refuse a deposit outside `DEPOSIT_MIN_AMOUNT`..`DEPOSIT_MAX_AMOUNT` (400 `VALIDATION_ERROR`)."""
     if amount < settings.deposit_min_amount:
         raise RequestValidationError(
-            f"The amount must be at least {settings.deposit_min_amount} kobo: Paystack does not accept "
-            "smaller payments.",
+            f"The amount must be at least {settings.deposit_min_amount} kobo (DEPOSIT_MIN_AMOUNT).",
             errors=[{"key": "amount", "source": "body", "message": f"must be >= {settings.deposit_min_amount}"}],
         )
     if amount > settings.deposit_max_amount:

@@ -40,10 +40,10 @@ from app.domain.payments.deposits import (
     ConfirmedPayment,
     DepositService,
     PaymentOutcome,
-    in_transaction,
     parse_paystack_time,
 )
 from app.domain.payments.paystack import is_valid_signature
+from app.lib.db import run_transaction
 from app.lib.errors import InvalidSignature, PermissionDenied
 
 if TYPE_CHECKING:
@@ -241,7 +241,7 @@ class WebhookService:
 
         With `skip_locked`, an event whose row another worker holds is left to it: the answer is `BUSY`.
         """
-        return await in_transaction(self.session, lambda: self._process(event_id, skip_locked=skip_locked))
+        return await run_transaction(self.session, lambda: self._process(event_id, skip_locked=skip_locked))
 
     async def _process(self, event_id: UUID, *, skip_locked: bool) -> str:
         event = await self.session.scalar(

@@ -22,9 +22,7 @@ serialisation failures are retried with a short backoff all the same.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
 import time
 import uuid
 from collections import defaultdict
@@ -39,7 +37,7 @@ from uuid_utils.compat import uuid7
 
 from app.db import models as m
 from app.lib import audit
-from app.lib.db import is_retryable
+from app.lib.db import run_transaction
 from app.lib.errors import InsufficientBalance, RequestValidationError, SelfTransfer, WalletNotFound
 
 if TYPE_CHECKING:
@@ -57,10 +55,6 @@ JOURNAL_TRANSFER = "transfer"
 JOURNAL_SETTLEMENT = "settlement"
 """One settled batch: `transfers_in_flight` → recipients; reference = the batch's own reference."""
 
-MAX_ATTEMPTS = 6
-"""Tries of a transaction that keeps failing with a deadlock or serialisation failure."""
-BASE_BACKOFF_SECONDS = 0.02
-
 
 _RESERVE = text(
     """
@@ -74,12 +68,15 @@ _RESERVE = text(
         -- row's latest version. A stale read of the balance can never pass.
         UPDATE wallets
         SET balance = wallets.balance - CAST(:amount AS bigint), updated_at = CAST(:now AS timestamptz)
-        FROM recipient
+        FROM recipient, ledger_accounts AS in_flight
         WHERE wallets.user_id = CAST(:sender_user_id AS uuid)
+            -- Joined here, not in the entries: without the account there is no debit, never a one-sided journal.
+            AND in_flight.code = CAST(:in_flight AS text)
             AND wallets.balance >= CAST(:amount AS bigint)
             AND recipient.user_id <> wallets.user_id
             AND recipient.currency = wallets.currency
-        RETURNING wallets.id AS sender_id, wallets.ledger_account_id, wallets.currency, recipient.id AS recipient_id
+        RETURNING wallets.id AS sender_id, wallets.ledger_account_id, wallets.currency, recipient.id AS recipient_id,
+            in_flight.id AS in_flight_id
     ), journal AS (
         INSERT INTO ledger_journals (kind, reference)
         SELECT CAST(:kind AS text), CAST(:reference AS text) FROM debit
@@ -95,8 +92,7 @@ _RESERVE = text(
         INSERT INTO ledger_entries (journal_id, account_id, amount)
         SELECT journal.id, debit.ledger_account_id, -CAST(:amount AS bigint) FROM journal, debit
         UNION ALL
-        SELECT journal.id, in_flight.id, CAST(:amount AS bigint)
-        FROM journal, ledger_accounts AS in_flight WHERE in_flight.code = CAST(:in_flight AS text)
+        SELECT journal.id, debit.in_flight_id, CAST(:amount AS bigint) FROM journal, debit
     )
     SELECT recipient.id AS recipient_id, recipient.user_id AS recipient_user_id,
         recipient.currency AS recipient_currency, sender.id AS sender_id, sender.currency AS sender_currency,
@@ -122,11 +118,6 @@ def new_transfer_reference() -> str:
 
 def _new_settlement_reference() -> str:
     return f"stl_{uuid.uuid4().hex}"
-
-
-def backoff_seconds(attempt: int) -> float:
-    """Exponential backoff with full jitter, so colliding transactions do not collide again in step."""
-    return random.uniform(0, BASE_BACKOFF_SECONDS * 2 ** min(attempt, 8))
 
 
 @dataclass(frozen=True)
@@ -194,24 +185,6 @@ class LedgerService:
         except KeyError:
             msg = f"system ledger account {account.value!r} is missing (migration 0001 seeds it)"
             raise RuntimeError(msg) from None
-
-    async def _retrying(self, transaction: Callable[[], Awaitable[T]]) -> T:
-        """Run a transaction (which commits itself); roll back on any failure, run again on a retryable one."""
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return await transaction()
-            except Exception as exc:
-                try:
-                    await self.session.rollback()
-                except Exception:
-                    logger.warning("rollback after a failed ledger transaction failed too", exc_info=True)
-                if not is_retryable(exc) or attempt >= MAX_ATTEMPTS:
-                    raise
-                delay = backoff_seconds(attempt)
-                logger.info("ledger transaction hit %r; retry %d in %.3fs", type(exc).__name__, attempt, delay)
-                await asyncio.sleep(delay)
 
     # -- deposits ---------------------------------------------------------------------------------------
 
@@ -309,7 +282,7 @@ class LedgerService:
             await self.session.commit()
             return accepted
 
-        return await self._retrying(transaction)
+        return await run_transaction(self.session, transaction)
 
     async def _reserve(
         self, sender_user_id: UUID, recipient_wallet_number: str, amount: int, reference: str
@@ -374,7 +347,7 @@ class LedgerService:
             await self.session.commit()
             return batch
 
-        return await self._retrying(transaction)
+        return await run_transaction(self.session, transaction)
 
     async def _settle(self, batch_size: int) -> SettledBatch | None:
         claimed = (

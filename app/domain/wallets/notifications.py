@@ -93,13 +93,6 @@ class SettlementNotifier:
         """Subscribed right now: a notification published from now on will reach the waiters."""
         return self._listening.is_set()
 
-    async def wait_until_listening(self, seconds: float) -> bool:
-        try:
-            await asyncio.wait_for(self._listening.wait(), seconds)
-        except TimeoutError:
-            return False
-        return True
-
     def expect(self, reference: str) -> SettlementWaiter:
         """Register interest in a reference; do this BEFORE enqueueing its settlement."""
         future = self._waiters.get(reference)

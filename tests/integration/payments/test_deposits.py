@@ -83,17 +83,27 @@ async def test_deposit_initialises_paystack_in_kobo_and_answers_201_with_the_che
     )
 
 
-async def test_deposit_below_paystacks_minimum_is_a_validation_error_and_calls_nobody(
-    api: httpx.AsyncClient, paystack: PaystackStandIn, make_user, settings: Settings
+async def test_deposit_below_the_configured_minimum_is_a_validation_error_and_calls_nobody(
+    paystack: PaystackStandIn, make_user, settings: Settings
 ) -> None:
     user = await make_user()
 
-    response = await api.post("/wallet/deposit", json={"amount": settings.deposit_min_amount - 1}, headers=user.headers)
+    async with in_process(settings, deposit_min_amount=100) as app:
+        response = await app.post("/wallet/deposit", json={"amount": 99}, headers=user.headers)
 
     assert response.status_code == 400
     assert response.json()["error_code"] == "VALIDATION_ERROR"
-    assert str(settings.deposit_min_amount) in response.json()["detail"]
+    assert "100" in response.json()["detail"]
     assert initialisations_for(paystack, user.email) == []
+
+
+async def test_the_smallest_amount_the_contract_allows_is_a_deposit_by_default(
+    api: httpx.AsyncClient, paystack: PaystackStandIn, make_user
+) -> None:
+    user = await make_user()
+    response = await api.post("/wallet/deposit", json={"amount": 1}, headers=user.headers)
+    assert response.status_code == 201, response.text
+    assert [i["amount"] for i in initialisations_for(paystack, user.email)] == [1]
 
 
 async def test_deposit_amount_must_be_an_integer_within_the_contracts_bounds(api: httpx.AsyncClient, make_user) -> None:

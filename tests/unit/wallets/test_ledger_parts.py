@@ -10,8 +10,9 @@ import pytest
 
 import celeryconfig
 from app.domain.wallets.history import Cursor
-from app.domain.wallets.ledger import BASE_BACKOFF_SECONDS, backoff_seconds, new_transfer_reference
+from app.domain.wallets.ledger import new_transfer_reference
 from app.domain.wallets.notifications import SettlementNotifier, parse_settled
+from app.lib.db import BASE_BACKOFF_SECONDS, backoff_seconds
 from app.lib.errors import RequestValidationError
 from app.lib.idempotency import request_fingerprint, validate_key
 
