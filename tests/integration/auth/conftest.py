@@ -4,10 +4,11 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-import httpx
 import pytest
 
-from tests.integration.auth.support import BASE_URL, PROBES, browser, running
+from tests.integration.auth.support import BASE_URL, PROBES, api, running, wallet_app
+
+__all__ = ("api", "wallet_app")  # fixtures shared with the keys tests
 
 if TYPE_CHECKING:
     from litestar import Litestar
@@ -44,18 +45,3 @@ async def signin_app(google_settings: Settings) -> AsyncIterator[Litestar]:
 
     async with running(create_app(google_settings, extra_route_handlers=PROBES)) as app:
         yield app
-
-
-@pytest.fixture(scope="module")
-async def wallet_app(settings: Settings) -> AsyncIterator[Litestar]:
-    """The app with the test settings and probe routes behind the real guards, started once per module."""
-    from app.main import create_app
-
-    async with running(create_app(settings, extra_route_handlers=PROBES)) as app:
-        yield app
-
-
-@pytest.fixture
-async def api(wallet_app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
-    async with browser(wallet_app) as client:
-        yield client

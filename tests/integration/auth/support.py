@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import httpx
+import pytest
 from litestar import get
 from litestar.di import NamedDependency
 
@@ -16,6 +17,8 @@ from app.domain.auth.guards import USER_ONLY_SECURITY, USER_OR_KEY_SECURITY, Cal
 
 if TYPE_CHECKING:
     from litestar import Litestar
+
+    from app.config import Settings
 
 BASE_URL = "http://testserver.local"
 SHUTDOWN_TIMEOUT_SECONDS = 10
@@ -88,3 +91,20 @@ def browser(app: Litestar) -> httpx.AsyncClient:
     """A client with its own cookie jar, calling the running app in-loop: unlike `AsyncTestClient`, whose
     requests run one at a time on another thread, concurrent requests from here really overlap."""
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE_URL)
+
+
+@pytest.fixture(scope="module")
+async def wallet_app(settings: Settings) -> AsyncIterator[Litestar]:
+    """The app with the test settings and probe routes behind the real guards, started once per module.
+
+    A fixture of the auth and keys folders: their conftests import it (and `api`) from here."""
+    from app.main import create_app
+
+    async with running(create_app(settings, extra_route_handlers=PROBES)) as app:
+        yield app
+
+
+@pytest.fixture
+async def api(wallet_app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
+    async with browser(wallet_app) as client:
+        yield client
