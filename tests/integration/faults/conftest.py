@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
@@ -27,6 +28,7 @@ from sqlalchemy import func, make_url, select, text
 
 from app.db import models as m
 from app.domain.wallets.checks import check_ledger
+from app.domain.wallets.ledger import JOURNAL_DEPOSIT
 from app.lib.db import session_maker
 from app.lib.infra import free_port, start_embedded_redis
 from tests.support.paystack_standin import PaystackStandIn
@@ -387,3 +389,40 @@ async def terminate_backends_of(engine: AsyncEngine, processes: Iterable[Service
         )
         await connection.commit()
     return int(killed or 0)
+
+
+async def deposit_state(engine: AsyncEngine, reference: str) -> tuple[str, int]:
+    """The deposit's status and how many credit journals the ledger holds for it."""
+    async with engine.connect() as connection:
+        status = await connection.scalar(select(m.Deposit.status).where(m.Deposit.reference == reference))
+        credits = await connection.scalar(
+            select(func.count())
+            .select_from(m.LedgerJournal)
+            .where(m.LedgerJournal.kind == JOURNAL_DEPOSIT, m.LedgerJournal.reference == reference)
+        )
+    return str(status), int(credits or 0)
+
+
+async def event_status(engine: AsyncEngine, body: bytes) -> str | None:
+    """The processing status of the stored webhook event with this exact body."""
+    async with engine.connect() as connection:
+        status: str | None = await connection.scalar(
+            select(m.WebhookEvent.status).where(m.WebhookEvent.event_key == hashlib.sha256(body).hexdigest())
+        )
+    return status
+
+
+async def paid_deposit(stack: Stack, http: httpx.AsyncClient, user: Any, amount: int) -> tuple[str, bytes]:
+    """A deposit started through the API and paid at Paystack; returns its reference and the signed event."""
+    response = await http.post("/wallet/deposit", json={"amount": amount}, headers=user.headers)
+    assert response.status_code == 201, response.text
+    reference = response.json()["reference"]
+    stack.paystack.set_status(reference, "success")
+    return reference, stack.paystack.build_charge_success(reference)
+
+
+async def wait_credited_once(engine: AsyncEngine, reference: str) -> None:
+    async def credited() -> bool:
+        return await deposit_state(engine, reference) == ("success", 1)
+
+    await wait_for(credited, timeout=60, what=f"deposit {reference} to be credited")

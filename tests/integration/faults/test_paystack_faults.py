@@ -9,39 +9,18 @@ credited once).
 
 from __future__ import annotations
 
-import hashlib
-
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db import models as m
-from app.domain.wallets.ledger import JOURNAL_DEPOSIT
-from tests.integration.faults.conftest import Stack, assert_ledger_ok, wait_for
+from tests.integration.faults.conftest import Stack, assert_ledger_ok, deposit_state, event_status, wait_for
 
 pytestmark = pytest.mark.e2e
 
 PAYSTACK_ATTEMPTS = 3
 """Attempts the Paystack client makes per call before it gives up (`PaystackClient`'s bound)."""
-
-
-async def _deposit_state(engine: AsyncEngine, reference: str) -> tuple[str, int]:
-    async with engine.connect() as connection:
-        status = await connection.scalar(select(m.Deposit.status).where(m.Deposit.reference == reference))
-        credits = await connection.scalar(
-            select(func.count())
-            .select_from(m.LedgerJournal)
-            .where(m.LedgerJournal.kind == JOURNAL_DEPOSIT, m.LedgerJournal.reference == reference)
-        )
-    return str(status), int(credits or 0)
-
-
-async def _event_status(engine: AsyncEngine, body: bytes) -> str | None:
-    async with engine.connect() as connection:
-        return await connection.scalar(
-            select(m.WebhookEvent.status).where(m.WebhookEvent.event_key == hashlib.sha256(body).hexdigest())
-        )
 
 
 def _verifications(stack: Stack, reference: str) -> int:
@@ -74,12 +53,12 @@ async def test_paystack_failing_or_timing_out_during_verification_leaves_the_dep
 
     await wait_for(first_verifications_failed, timeout=30, what="the first verifications to fail")
     for reference in references:
-        assert await _deposit_state(engine, reference) == ("pending", 0)
+        assert await deposit_state(engine, reference) == ("pending", 0)
         status = await http.get(f"/wallet/deposit/{reference}/status", headers=user.headers)
         assert status.json()["status"] == "pending"
 
     async def credited() -> bool:
-        return all([await _deposit_state(engine, reference) == ("success", 1) for reference in references])
+        return all([await deposit_state(engine, reference) == ("success", 1) for reference in references])
 
     # The verification task tries again by itself once Paystack answers.
     await wait_for(credited, timeout=60, what="a later verification to credit both deposits")
@@ -91,11 +70,11 @@ async def test_paystack_failing_or_timing_out_during_verification_leaves_the_dep
         assert answer.status_code == 200
 
     async def late_webhooks_applied() -> bool:
-        return all([await _event_status(engine, body) == "processed" for body in late])
+        return all([await event_status(engine, body) == "processed" for body in late])
 
     await wait_for(late_webhooks_applied, timeout=30, what="the late webhooks to be applied")
     for reference in references:
-        assert await _deposit_state(engine, reference) == ("success", 1)
+        assert await deposit_state(engine, reference) == ("success", 1)
         status = await http.get(f"/wallet/deposit/{reference}/status", headers=user.headers)
         assert status.json()["status"] == "success"
     balance = await http.get("/wallet/balance", headers=user.headers)
@@ -135,7 +114,7 @@ async def test_an_initialise_whose_answer_never_comes_back_is_502_with_nothing_p
         assert answer.status_code == 200
 
     async def credited() -> bool:
-        return await _deposit_state(engine, reference) == ("success", 1)
+        return await deposit_state(engine, reference) == ("success", 1)
 
     await wait_for(credited, timeout=30, what="the late payment to be credited")
     balance = await http.get("/wallet/balance", headers=user.headers)

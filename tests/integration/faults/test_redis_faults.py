@@ -16,17 +16,16 @@ from datetime import timedelta
 
 import httpx
 import pytest
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from app.db import models as m
-from app.domain.wallets.ledger import JOURNAL_DEPOSIT
 from tests.integration.faults.conftest import (
     Stack,
     assert_ledger_ok,
     assert_only_contract_answers,
     assert_transfers_settled_exactly_once,
+    paid_deposit,
     send_transfers,
+    wait_credited_once,
     wait_for,
     wait_until_all_settled,
 )
@@ -73,7 +72,7 @@ async def test_redis_restarted_under_load_is_a_quick_503_while_down_and_every_ac
     senders, key_headers = await _senders(engine, db, make_user, 4)
     key_sender = next(sender for sender in senders if sender.wallet_number in key_headers)
     payer = await make_user()
-    deposit = await _paid_deposit(stack, http, payer, 8_000)
+    deposit, _ = await paid_deposit(stack, http, payer, 8_000)
 
     stop = asyncio.Event()
     load = asyncio.create_task(
@@ -121,21 +120,13 @@ async def test_redis_restarted_under_load_is_a_quick_503_while_down_and_every_ac
     stack.send(SWEEP_STALE_TRANSFERS)
     stack.send(SWEEP_UNPROCESSED_WEBHOOKS)
     await wait_until_all_settled(engine, senders, timeout=60)
-    await _wait_credited_once(engine, deposit)
+    await wait_credited_once(engine, deposit)
     await assert_transfers_settled_exactly_once(
         engine, senders=senders, recipient=recipient, funded_each=FUNDS, acknowledged=answers.acknowledged
     )
     balance = await http.get("/wallet/balance", headers=payer.headers)
     assert balance.json()["balance"] == 8_000
     await assert_ledger_ok(engine)
-
-
-async def _paid_deposit(stack: Stack, http: httpx.AsyncClient, user, amount: int) -> str:
-    response = await http.post("/wallet/deposit", json={"amount": amount}, headers=user.headers)
-    assert response.status_code == 201, response.text
-    reference = response.json()["reference"]
-    stack.paystack.set_status(reference, "success")
-    return reference
 
 
 async def _age_events(engine: AsyncEngine, reference: str) -> None:
@@ -145,24 +136,6 @@ async def _age_events(engine: AsyncEngine, reference: str) -> None:
             "UPDATE webhook_events SET updated_at = updated_at - $1::interval WHERE reference = $2",
             (timedelta(minutes=5), reference),
         )
-
-
-async def _wait_credited_once(engine: AsyncEngine, reference: str) -> None:
-    async def credited() -> bool:
-        return await _credits(engine, reference) == ("success", 1)
-
-    await wait_for(credited, timeout=60, what=f"the acknowledged webhook's deposit {reference} to be credited")
-
-
-async def _credits(engine: AsyncEngine, reference: str) -> tuple[str, int]:
-    async with engine.connect() as connection:
-        status = await connection.scalar(select(m.Deposit.status).where(m.Deposit.reference == reference))
-        credits = await connection.scalar(
-            select(func.count())
-            .select_from(m.LedgerJournal)
-            .where(m.LedgerJournal.kind == JOURNAL_DEPOSIT, m.LedgerJournal.reference == reference)
-        )
-    return str(status), int(credits or 0)
 
 
 async def test_redis_flushed_under_load_loses_no_accepted_transfer_and_no_acknowledged_webhook(
@@ -178,7 +151,7 @@ async def test_redis_flushed_under_load_loses_no_accepted_transfer_and_no_acknow
     recipient = await make_user()
     senders, key_headers = await _senders(engine, db, make_user, 4)
     payer = await make_user()
-    deposit = await _paid_deposit(stack, http, payer, 9_000)
+    deposit, _ = await paid_deposit(stack, http, payer, 9_000)
 
     stop = asyncio.Event()
     load = asyncio.create_task(
@@ -215,7 +188,7 @@ async def test_redis_flushed_under_load_loses_no_accepted_transfer_and_no_acknow
     stack.send(SWEEP_STALE_TRANSFERS)
     stack.send(SWEEP_UNPROCESSED_WEBHOOKS)
     await wait_until_all_settled(engine, senders, timeout=60)
-    await _wait_credited_once(engine, deposit)
+    await wait_credited_once(engine, deposit)
     await assert_transfers_settled_exactly_once(
         engine, senders=senders, recipient=recipient, funded_each=FUNDS, acknowledged=answers.acknowledged
     )

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import os
 import signal
 from datetime import timedelta
@@ -23,11 +22,8 @@ from datetime import timedelta
 import httpx
 import psutil
 import pytest
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.db import models as m
-from app.domain.wallets.ledger import JOURNAL_DEPOSIT
 from tasks.ledger import TEST_PAUSE_ENV
 from tasks.runtime import TEST_COMMIT_PAUSE_ENV
 from tests.integration.faults.conftest import (
@@ -35,9 +31,12 @@ from tests.integration.faults.conftest import (
     assert_ledger_ok,
     assert_only_contract_answers,
     assert_transfers_settled_exactly_once,
+    deposit_state,
+    event_status,
+    paid_deposit,
     send_transfers,
     transfers_from,
-    wait_for,
+    wait_credited_once,
     wait_until_all_settled,
 )
 from tests.support.ledger import fund
@@ -128,52 +127,17 @@ async def test_a_worker_killed_mid_settlement_beside_a_live_one_leaves_its_batch
     await assert_ledger_ok(engine)
 
 
-async def _paid_deposit(stack: Stack, http: httpx.AsyncClient, user, amount: int) -> tuple[str, bytes]:
-    """A deposit started through the API and paid at Paystack; returns its reference and the signed event."""
-    response = await http.post("/wallet/deposit", json={"amount": amount}, headers=user.headers)
-    assert response.status_code == 201, response.text
-    reference = response.json()["reference"]
-    stack.paystack.set_status(reference, "success")
-    return reference, stack.paystack.build_charge_success(reference)
-
-
-async def _deposit_state(engine: AsyncEngine, reference: str) -> tuple[str, int]:
-    """The deposit's status and how many credit journals the ledger holds for it."""
-    async with engine.connect() as connection:
-        status = await connection.scalar(select(m.Deposit.status).where(m.Deposit.reference == reference))
-        credits = await connection.scalar(
-            select(func.count())
-            .select_from(m.LedgerJournal)
-            .where(m.LedgerJournal.kind == JOURNAL_DEPOSIT, m.LedgerJournal.reference == reference)
-        )
-    return str(status), int(credits or 0)
-
-
-async def _wait_credited_once(engine: AsyncEngine, reference: str) -> None:
-    async def credited() -> bool:
-        return await _deposit_state(engine, reference) == ("success", 1)
-
-    await wait_for(credited, timeout=60, what=f"deposit {reference} to be credited")
-
-
 async def _deliver(stack: Stack, body: bytes) -> None:
     answer = await stack.paystack.deliver_webhook(stack.base_url, body)
     assert answer.status_code == 200, answer.text
     assert answer.json() == {"status": True}
 
 
-async def _event_status(engine: AsyncEngine, body: bytes) -> str | None:
-    async with engine.connect() as connection:
-        return await connection.scalar(
-            select(m.WebhookEvent.status).where(m.WebhookEvent.event_key == hashlib.sha256(body).hexdigest())
-        )
-
-
 async def test_a_worker_killed_while_processing_a_webhook_is_finished_by_another_worker_via_the_sweep_exactly_once(
     stack: Stack, workers: None, http: httpx.AsyncClient, engine: AsyncEngine, make_user
 ) -> None:
     user = await make_user()
-    reference, body = await _paid_deposit(stack, http, user, 7_500)
+    reference, body = await paid_deposit(stack, http, user, 7_500)
     # Started together to save time; the rescuer takes only beat's sweeps until the victim is dead.
     victim, rescuer = await asyncio.gather(
         asyncio.to_thread(stack.start_worker, concurrency=1, name="webhook-victim", **{TEST_COMMIT_PAUSE_ENV: "60"}),
@@ -183,8 +147,8 @@ async def test_a_worker_killed_while_processing_a_webhook_is_finished_by_another
     await _deliver(stack, body)
     await wait_for_output(victim, "TEST HOOK")  # the credit is written, its commit not yet sent
     victim.kill()  # the whole worker, parent and pool, as when its machine dies
-    assert await _deposit_state(engine, reference) == ("pending", 0)
-    assert await _event_status(engine, body) == "received"
+    assert await deposit_state(engine, reference) == ("pending", 0)
+    assert await event_status(engine, body) == "received"
 
     assert stack.broker.control.add_consumer("webhooks", reply=True, timeout=5, limit=1), "the rescuer did not answer"
     # Beat's sweep takes events left unprocessed for a minute; the event is made older instead of waiting.
@@ -195,14 +159,14 @@ async def test_a_worker_killed_while_processing_a_webhook_is_finished_by_another
             (timedelta(minutes=5), reference),
         )
     stack.send(SWEEP_UNPROCESSED_WEBHOOKS)
-    await _wait_credited_once(engine, reference)
-    assert await _event_status(engine, body) == "processed"
+    await wait_credited_once(engine, reference)
+    assert await event_status(engine, body) == "processed"
     assert rescuer.alive()
 
     # Paystack's redelivery is the same event: acknowledged, nothing more credited.
     await _deliver(stack, body)
-    assert await _event_status(engine, body) == "processed"
-    assert await _deposit_state(engine, reference) == ("success", 1)
+    assert await event_status(engine, body) == "processed"
+    assert await deposit_state(engine, reference) == ("success", 1)
     balance = await http.get("/wallet/balance", headers=user.headers)
     assert balance.json()["balance"] == 7_500
     await assert_ledger_ok(engine)
@@ -212,16 +176,16 @@ async def test_a_pool_process_killed_while_processing_webhooks_is_replaced_and_e
     stack: Stack, workers: None, http: httpx.AsyncClient, engine: AsyncEngine, make_user
 ) -> None:
     users = [await make_user() for _ in range(2)]
-    paid = [await _paid_deposit(stack, http, user, 2_000 + i) for i, user in enumerate(users)]
+    paid = [await paid_deposit(stack, http, user, 2_000 + i) for i, user in enumerate(users)]
     worker = stack.start_worker(concurrency=1, name="webhook-worker", **{TEST_COMMIT_PAUSE_ENV: "2"})
 
     await asyncio.gather(*(_deliver(stack, body) for _, body in paid))
     await wait_for_output(worker, "TEST HOOK")
     assert kill_pool_processes(worker), "the worker had no pool process to kill"
-    assert {await _deposit_state(engine, reference) for reference, _ in paid} <= {("pending", 0), ("success", 1)}
+    assert {await deposit_state(engine, reference) for reference, _ in paid} <= {("pending", 0), ("success", 1)}
 
     for reference, _ in paid:
-        await _wait_credited_once(engine, reference)
+        await wait_credited_once(engine, reference)
     assert worker.alive()
     for i, user in enumerate(users):
         balance = await http.get("/wallet/balance", headers=user.headers)
