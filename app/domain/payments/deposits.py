@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final
 
 from redis.exceptions import RedisError
 from sqlalchemy import insert, or_, select, update
@@ -51,7 +51,6 @@ if TYPE_CHECKING:
     from app.domain.payments.paystack import PaystackClient
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
 
 VERIFY_DEPOSIT_TASK: Final = "tasks.payments.verify_deposit"
 REVERSED: Final = "reversed"

@@ -29,7 +29,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Boolean, String, Uuid, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -46,7 +46,6 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
 
 JOURNAL_DEPOSIT = "deposit"
 """`paystack` → wallet; reference = the deposit's reference (unique: a deposit is credited once)."""
