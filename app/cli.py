@@ -92,6 +92,105 @@ def cmd_ledger_check(_: argparse.Namespace) -> int:
         return 2
 
 
+def _operator_name() -> str:
+    """Who runs this command, for the audit log: `$WALLET_OPERATOR`, else the login name and host."""
+    import getpass
+    import socket
+
+    named = os.environ.get("WALLET_OPERATOR", "").strip()
+    if named:
+        return named[:100]
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"[:100]
+
+
+def cmd_review_list(args: argparse.Namespace) -> int:
+    """The operator review queue: a table, or one JSON array with `--json`."""
+    import asyncio
+    import json
+
+    from app.domain.review.service import ReviewQueue
+    from app.lib.db import create_engine, session_maker
+
+    async def load() -> list[dict[str, object]]:
+        engine = create_engine(get_settings())
+        try:
+            async with session_maker(engine)() as session:
+                items = await ReviewQueue(session).items(include_resolved=args.all)
+                return [
+                    {
+                        "reference": item.reference,
+                        "kind": item.kind,
+                        "status": item.status,
+                        "reason": item.reason,
+                        "source": item.source,
+                        "details": item.details,
+                        "created_at": item.created_at.isoformat(),
+                        "resolved_at": item.resolved_at.isoformat() if item.resolved_at else None,
+                        "resolved_by": item.resolved_by,
+                        "resolution_note": item.resolution_note,
+                    }
+                    for item in items
+                ]
+        finally:
+            await engine.dispose()
+
+    try:
+        items = asyncio.run(load())
+    except Exception as exc:  # noqa: BLE001 - an operator needs one line, not a traceback
+        print(f"error: could not read the review queue: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(items, indent=2))
+        return 0
+    if not items:
+        print("the review queue is empty" if not args.all else "no review items")
+        return 0
+    for item in items:
+        print(f"{str(item['created_at'])[:19]}  {item['status']:<8}  {item['kind']:<22}  {item['reference']}")
+        print(f"    {item['reason']}")
+        if item["resolved_at"]:
+            print(f"    resolved by {item['resolved_by']} at {item['resolved_at']}: {item['resolution_note']}")
+    return 0
+
+
+def cmd_review_resolve(args: argparse.Namespace) -> int:
+    """Close the open review items of a reference, recording who, when and why. Moves no money."""
+    import asyncio
+
+    from app.domain.review.service import Resolution, ReviewQueue
+    from app.lib.db import create_engine, session_maker
+
+    operator = _operator_name()
+
+    async def resolve() -> Resolution:
+        engine = create_engine(get_settings())
+        try:
+            async with session_maker(engine)() as session:
+                resolution = await ReviewQueue(session).resolve(args.reference, note=args.note, operator=operator)
+                await session.commit()
+                return resolution
+        finally:
+            await engine.dispose()
+
+    try:
+        resolution = asyncio.run(resolve())
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - an operator needs one line, not a traceback
+        print(f"error: could not resolve {args.reference}: {exc}", file=sys.stderr)
+        return 2
+    if not resolution.resolved:
+        print(f"error: no open review item has the reference {args.reference}", file=sys.stderr)
+        return 1
+    print(f"resolved {resolution.resolved} item(s) of {args.reference} as {operator}")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     """Benchmark the whole stack against pgbench (`bench/`, in a source checkout; see the README)."""
     try:
@@ -293,6 +392,19 @@ def build_parser() -> argparse.ArgumentParser:
     ledger_commands.add_parser(
         "check", help="verify the ledger's invariants (non-zero exit on any violation)"
     ).set_defaults(handler=cmd_ledger_check)
+
+    review = commands.add_parser("review", help="the operator review queue (what the system will not guess)")
+    review_commands = review.add_subparsers(dest="review_command", required=True)
+    review_list = review_commands.add_parser("list", help="list the open items (a table; --json for machines)")
+    review_list.add_argument("--json", action="store_true", help="one JSON array on stdout")
+    review_list.add_argument("--all", action="store_true", help="resolved items too")
+    review_list.set_defaults(handler=cmd_review_list)
+    review_resolve = review_commands.add_parser(
+        "resolve", help="close the open items of a reference (audited: who, when, why; moves no money)"
+    )
+    review_resolve.add_argument("reference", help="the deposit reference (or event id) the items name")
+    review_resolve.add_argument("--note", required=True, help="why it is resolved, for the audit log")
+    review_resolve.set_defaults(handler=cmd_review_resolve)
 
     bench = commands.add_parser("bench", help="benchmark the whole stack against pgbench (writes bench/results/)")
     with contextlib.suppress(ImportError):  # an installed wheel has no `bench/`; cmd_bench says so

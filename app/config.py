@@ -118,6 +118,10 @@ class Settings:
 
     rate_limit_per_minute: int = 0
     max_body_bytes: int = 64 * 1024
+    request_body_timeout_seconds: float = 5.0
+    """A request body not received whole within this is answered 408 and its connection closed."""
+    max_requests_in_flight_per_caller: int = 8
+    """Requests of one user (all their tokens and keys) served at once per API process; more wait their turn."""
     cors_origins: list[str] = field(default_factory=list)
     log_level: str = "INFO"
     log_file: str = "logs/app.log"
@@ -170,7 +174,7 @@ PRODUCTION_RATE_LIMIT_PER_MINUTE = 600
 out with 0. Elsewhere the default is off, so local load and test runs are not throttled."""
 
 _LIST_FIELDS = {"paystack_webhook_ips", "trusted_proxies", "cors_origins"}
-_FLOAT_FIELDS = {"paystack_timeout_seconds"}
+_FLOAT_FIELDS = {"paystack_timeout_seconds", "request_body_timeout_seconds"}
 
 
 def load_settings(environ: dict[str, str] | None = None, dotenv: Path | None = None) -> Settings:

@@ -14,14 +14,17 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.prometheus import PrometheusConfig
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from app.config import Settings, get_settings
-from app.domain.auth.guards import provide_caller
+from app.domain.auth.credentials import CredentialVerifier
+from app.domain.auth.guards import VERIFIER_STATE_KEY, provide_caller
 from app.domain.payments.controllers import start_paystack_client, stop_paystack_client
 from app.domain.routes import ROUTE_HANDLERS
 from app.domain.wallets.notifications import start_settlement_notifier, stop_settlement_notifier
 from app.lib.db import sqlalchemy_config
 from app.lib.errors import exception_to_response
+from app.lib.inflight import LIMITER_STATE_KEY, CallerSlots, RequestBodyMiddleware
 from app.lib.logging import RequestIdMiddleware, configure_logging
 from app.lib.migrations import ensure_migrated
 from app.lib.ratelimit import RateLimitMiddleware
@@ -76,6 +79,9 @@ def create_app(
 
     async def open_redis(app: Litestar) -> None:
         app.state.redis = create_redis(settings.redis_url)
+        app.state[VERIFIER_STATE_KEY] = CredentialVerifier(
+            settings, app.state.redis, async_sessionmaker(db_config.get_engine(), expire_on_commit=False)
+        )
 
     async def migrate_outside_production(_: Litestar) -> None:
         # Convenience for local runs: a fresh database works without a separate `wallet migrate`.
@@ -96,14 +102,20 @@ def create_app(
         plugins=[SQLAlchemyPlugin(config=db_config)],
         dependencies={"caller": Provide(provide_caller)},
         exception_handlers={Exception: exception_to_response},
-        middleware=[RequestIdMiddleware, _prometheus.middleware, RateLimitMiddleware],
+        middleware=[RequestIdMiddleware, RequestBodyMiddleware, _prometheus.middleware, RateLimitMiddleware],
         request_class=StrictRequest,
         cors_config=CORSConfig(allow_origins=settings.cors_origins) if settings.cors_origins else None,
         openapi_config=_openapi(settings),
         request_max_body_size=settings.max_body_bytes,
         on_startup=[open_redis, migrate_outside_production, start_settlement_notifier, start_paystack_client],
         on_shutdown=[stop_paystack_client, stop_settlement_notifier, close_redis],
-        state=State({"sqlalchemy_config": db_config, "settings": settings}),
+        state=State(
+            {
+                "sqlalchemy_config": db_config,
+                "settings": settings,
+                LIMITER_STATE_KEY: CallerSlots(settings.max_requests_in_flight_per_caller),
+            }
+        ),
         debug=False,
         logging_config=None,
     )

@@ -173,6 +173,12 @@ class IdempotencyKeyReused(WalletError):
     default_detail = "This Idempotency-Key was used with a different request."
 
 
+class RequestTimeout(WalletError):
+    status_code = 408
+    error_code = "REQUEST_TIMEOUT"
+    default_detail = "The request body did not arrive in time."
+
+
 class PayloadTooLarge(WalletError):
     status_code = 413
     error_code = "PAYLOAD_TOO_LARGE"

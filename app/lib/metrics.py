@@ -20,6 +20,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
 from app.db import models as m
+from app.domain.review.service import open_items_by_kind
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -79,10 +80,14 @@ class _BusinessSnapshot(Collector):
         counters: Mapping[bytes | str, bytes | str],
         lag: Mapping[bytes | str, bytes | str],
         deposits: Mapping[str, int],
+        review: Mapping[str, int],
+        failing_events: int,
     ) -> None:
         self.counters = {_text(k): int(v) for k, v in counters.items()}
         self.lag = {_text(k): float(v) for k, v in lag.items()}
         self.deposits = deposits
+        self.review = review
+        self.failing_events = failing_events
 
     def collect(self) -> Iterator[Metric]:
         families: dict[str, CounterMetricFamily] = {}
@@ -115,6 +120,17 @@ class _BusinessSnapshot(Collector):
         for status, number in sorted(self.deposits.items()):
             deposits.add_metric([status], number)
         yield deposits
+        review = GaugeMetricFamily(
+            "wallet_review_items_open", "Items waiting in the operator review queue, by kind.", labels=["kind"]
+        )
+        for kind in m.ReviewKind:
+            review.add_metric([kind.value], self.review.get(kind.value, 0))
+        yield review
+        yield GaugeMetricFamily(
+            "wallet_webhook_events_failing",
+            "Stored Paystack events that kept failing to apply (status `failed`); each is also a review item.",
+            value=self.failing_events,
+        )
 
 
 async def deposit_counts(session: AsyncSession) -> dict[str, int]:
@@ -129,13 +145,29 @@ async def deposit_counts(session: AsyncSession) -> dict[str, int]:
     return counts
 
 
+async def failing_event_count(session: AsyncSession) -> int:
+    """Stored Paystack events whose processing kept failing."""
+    return int(
+        await session.scalar(
+            select(func.count())
+            .select_from(m.WebhookEvent)
+            .where(m.WebhookEvent.status == m.WebhookEventStatus.FAILED.value)
+        )
+        or 0
+    )
+
+
 async def render(redis: Redis, session: AsyncSession) -> bytes:
     """The exposition text: this process's HTTP metrics and the shared business counters."""
     business = b""
     try:
         registry = CollectorRegistry()
         snapshot = _BusinessSnapshot(
-            await redis.hgetall(COUNTERS_KEY), await redis.hgetall(LAG_KEY), await deposit_counts(session)
+            await redis.hgetall(COUNTERS_KEY),
+            await redis.hgetall(LAG_KEY),
+            await deposit_counts(session),
+            await open_items_by_kind(session),
+            await failing_event_count(session),
         )
         registry.register(snapshot)
         business = generate_latest(registry)

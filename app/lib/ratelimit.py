@@ -1,21 +1,22 @@
-"""Rate limiting on Redis: `RATE_LIMIT_PER_MINUTE` requests per user, API key or client address.
+"""Rate limiting on Redis: `RATE_LIMIT_PER_MINUTE` requests per verified user, API key or client address.
 
-A fixed one-minute window per subject (INCR + EXPIRE in one round trip). The subject is the verified
-JWT's user, else the API key (by hash), else the client address. Failed authentications also count
-against the client address, so guessing keys or tokens from one place is stopped whatever it sends.
-The Paystack webhook and `/health` are exempt. If Redis is unreachable the limiter lets requests
-through: the limiter protects capacity, and refusing every request would be the bigger outage.
+A fixed one-minute window per subject (INCR + EXPIRE in one round trip). The subject is the caller's verified
+identity (`app.domain.auth.credentials.identify`: the JWT's user, else the API key by id), else the client
+address: a credential that does not verify (junk, revoked, expired) counts against the address, so a new
+junk key on every request buys nothing. Failed authentications also count against the client address, so
+guessing keys or tokens from one place is stopped whatever it sends. The Paystack webhook and `/health` are
+exempt. If Redis is unreachable the limiter lets requests through: the limiter protects capacity, and
+refusing every request would be the bigger outage.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from typing import TYPE_CHECKING
 
 from app.config import Settings
-from app.domain.auth.tokens import decode_token_once
+from app.domain.auth.credentials import CredentialVerifier, identify, presented_credentials
 from app.lib.errors import RateLimited, WalletError
 from app.lib.net import client_address
 
@@ -30,24 +31,16 @@ WINDOW_SECONDS = 60
 AUTH_FAILURE_STATUS = 401
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", []):
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None
-
-
-def rate_limit_subject(scope: Scope, settings: Settings) -> str:
-    """Who a request counts against."""
-    authorization = _header(scope, b"authorization")
-    if authorization and authorization[:7].lower() == "bearer ":
+async def rate_limit_subject(scope: Scope, settings: Settings, verifier: CredentialVerifier) -> str:
+    """Who a request counts against: its verified identity, else its address."""
+    presented = presented_credentials(scope)
+    if presented.token is not None or presented.api_key is not None:
         try:
-            return f"user:{decode_token_once(scope, settings, authorization[7:].strip()).user_id}"
+            caller = await identify(scope, verifier)
         except WalletError:
-            pass
-    api_key = _header(scope, b"x-api-key")
-    if api_key:
-        return "key:" + hashlib.sha256(api_key.encode("utf-8", "replace")).hexdigest()[:32]
+            pass  # unverified: the address pays for it (and the route's guard refuses it)
+        else:
+            return caller.principal
     return f"ip:{client_address(scope, settings)}"
 
 
@@ -67,7 +60,8 @@ class RateLimitMiddleware:
         window = int(time.time()) // WINDOW_SECONDS
         retry_after = str(WINDOW_SECONDS - int(time.time()) % WINDOW_SECONDS)
         address_key = f"ratelimit:authfail:{client_address(scope, settings)}:{window}"
-        subject_key = f"ratelimit:{rate_limit_subject(scope, settings)}:{window}"
+        verifier: CredentialVerifier = scope["app"].state.credential_verifier
+        subject_key = f"ratelimit:{await rate_limit_subject(scope, settings, verifier)}:{window}"
         try:
             async with redis.pipeline(transaction=False) as pipe:
                 pipe.incr(subject_key)

@@ -106,6 +106,8 @@ class StandInTransaction:
     customer_id: int
     customer_code: str
     paid_at: str | None = None
+    customer_name: tuple[str | None, str | None] = (None, None)
+    """What the customer typed at checkout (first and last name), echoed in verify answers and webhooks."""
 
 
 @dataclass
@@ -332,6 +334,17 @@ class PaystackStandIn:
             if status == "success" and transaction.paid_at is None:
                 transaction.paid_at = _now()
 
+    def set_checkout_input(
+        self, reference: str, *, first_name: str | None = None, last_name: str | None = None, metadata: Any = None
+    ) -> None:
+        """What the customer typed at checkout, echoed by Paystack in verify answers and webhooks (any text,
+        NUL characters included), and metadata replaced as if the merchant had sent it."""
+        with self._lock:
+            transaction = self._transactions[reference]
+            transaction.customer_name = (first_name, last_name)
+            if metadata is not None:
+                transaction.metadata = metadata
+
     def fail_next(self, n: int, status_code: int = 500, *, path: str | None = None) -> None:
         """Answer the next `n` requests with `status_code` (a 5xx by default) without acting on them.
 
@@ -396,6 +409,7 @@ class PaystackStandIn:
             data["customer"]["email"] = known.email
             data["customer"]["id"] = known.customer_id
             data["customer"]["customer_code"] = known.customer_code
+            data["customer"]["first_name"], data["customer"]["last_name"] = known.customer_name
         else:
             data["paid_at"] = _now()
         if amount is not None:
@@ -650,8 +664,8 @@ def _verify_data(transaction: StandInTransaction) -> dict[str, Any]:
         "authorization": authorization,
         "customer": {
             "id": transaction.customer_id,
-            "first_name": None,
-            "last_name": None,
+            "first_name": transaction.customer_name[0],
+            "last_name": transaction.customer_name[1],
             "email": transaction.email,
             "customer_code": transaction.customer_code,
             "phone": None,

@@ -7,7 +7,8 @@ from app.db.models._audit import AuditEvent
 from app.db.models._base import Base
 from app.db.models._deposit import Deposit, DepositStatus
 from app.db.models._idempotency import IdempotencyRecord
-from app.db.models._ledger import LedgerAccount, LedgerEntry, LedgerJournal, SystemAccount
+from app.db.models._ledger import JournalKind, LedgerAccount, LedgerEntry, LedgerJournal, SystemAccount
+from app.db.models._review import ReviewItem, ReviewKind, ReviewStatus
 from app.db.models._revoked_token import RevokedToken
 from app.db.models._transfer import Transfer, TransferStatus
 from app.db.models._user import User
@@ -22,9 +23,13 @@ __all__ = (
     "Deposit",
     "DepositStatus",
     "IdempotencyRecord",
+    "JournalKind",
     "LedgerAccount",
     "LedgerEntry",
     "LedgerJournal",
+    "ReviewItem",
+    "ReviewKind",
+    "ReviewStatus",
     "RevokedToken",
     "SystemAccount",
     "Transfer",

@@ -18,6 +18,20 @@ class SystemAccount(enum.StrEnum):
     """Money reserved from senders and not yet credited to recipients."""
 
 
+class JournalKind(enum.StrEnum):
+    """Every kind of journal the service writes; the database refuses any other (CHECK `kind_known`)."""
+
+    DEPOSIT = "deposit"
+    """`paystack` -> wallet; reference = the deposit's reference (unique: a deposit is credited once)."""
+    TRANSFER = "transfer"
+    """Acceptance: sender -> `transfers_in_flight`; reference = the transfer's reference."""
+    SETTLEMENT = "settlement"
+    """One settled batch: `transfers_in_flight` -> recipients; reference = the batch's own reference."""
+
+
+JOURNAL_KINDS_SQL = ", ".join(f"'{kind.value}'" for kind in JournalKind)
+
+
 class LedgerAccount(IdentityBase):
     """One account per wallet, plus the system accounts (seeded by the first migration)."""
 
@@ -35,10 +49,13 @@ class LedgerJournal(IdentityBase):
     """
 
     __tablename__ = "ledger_journals"
-    __table_args__ = (UniqueConstraint("kind", "reference", name="uq_ledger_journals_kind_reference"),)
+    __table_args__ = (
+        UniqueConstraint("kind", "reference", name="uq_ledger_journals_kind_reference"),
+        CheckConstraint(f"kind IN ({JOURNAL_KINDS_SQL})", name="kind_known"),
+    )
 
     kind: Mapped[str] = mapped_column(String(32))
-    """`deposit`, `transfer` (acceptance) or `settlement` (one batch of settled transfers)."""
+    """A `JournalKind`."""
     reference: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True), server_default=func.now())
 

@@ -14,20 +14,21 @@ from litestar.params import FromQuery, JSONBody, QueryParameter
 from litestar.response import Redirect
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.domain.auth.credentials import presented_credentials
 from app.domain.auth.guards import (
     RATE_LIMITED,
     USER_ONLY_RESPONSES,
     USER_ONLY_SECURITY,
     Caller,
-    bearer_token,
     error_response,
     requires,
     settings_of,
+    verifier_of,
 )
 from app.domain.auth.schemas import LoggedOut, SignedInUser, SignInResult, TokenVerification, VerifyTokenRequest
 from app.domain.auth.sign_in import BROWSER_COOKIE, FLOW_TTL_SECONDS, GoogleSignIn
-from app.domain.auth.tokens import revoke_token, verify_access_token
-from app.lib.errors import NotAuthenticated
+from app.domain.auth.tokens import revoke_token
+from app.lib.errors import InvalidToken, NotAuthenticated
 from app.lib.redis import redis_from_state
 
 OAUTH_ERROR = error_response(
@@ -129,17 +130,18 @@ class AuthController(Controller):
     async def verify_token(
         self,
         request: Request[Any, Any, Any],
-        state: State,
-        db_session: NamedDependency[AsyncSession],
         data: JSONBody[VerifyTokenRequest | None] = None,
     ) -> TokenVerification:
-        token = bearer_token(request)
+        presented = presented_credentials(request.scope)
+        if presented.malformed_authorization:
+            raise InvalidToken("The Authorization header must be `Bearer <token>`.")
+        token = presented.token
         if token is None and data is not None:
             token = data.token
         if token is None:
             raise NotAuthenticated('Send the token as `Authorization: Bearer <token>` or as `{"token": ...}`.')
-        user, claims = await verify_access_token(settings_of(request.app), redis_from_state(state), db_session, token)
-        return TokenVerification(user_id=user.id, email=user.email, expires_at=claims.expires_at)
+        verified = await verifier_of(request.app).token(token, scope=request.scope)
+        return TokenVerification(user_id=verified.user_id, email=verified.email, expires_at=verified.claims.expires_at)
 
     @post(
         "/logout",

@@ -1,57 +1,37 @@
-"""The one authentication layer: who is calling, and may they do what the route needs.
+"""The one authorisation layer: may the caller do what the route needs.
 
-Every protected route declares its need with `guards=[requires(...)]`; the guard authenticates the
-`Authorization: Bearer` JWT (preferred when both are sent) or the `x-api-key`, checks the permission,
-and leaves a `Caller` for the handler's `caller` dependency. Both credentials are checked against
-PostgreSQL (and the token deny-list in Redis) on every request, so a revoked key, a logged-out token or
-a deleted user is refused on the very next request.
+Every protected route declares its need with `guards=[requires(...)]`; the guard takes the caller's verified
+identity (`app.domain.auth.credentials.identify`: a JWT wins over an API key), checks the permission, holds one
+of the caller's in-flight slots for the rest of the request (`app.lib.inflight`), and leaves a `Caller` for the
+handler's `caller` dependency.
 """
 
 from __future__ import annotations
 
-import enum
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
-from uuid import UUID
+from typing import TYPE_CHECKING, Any
 
 from litestar.openapi import ResponseSpec
-from sqlalchemy import select
 
 from app.config import Settings, get_settings
-from app.db import models as m
-from app.domain.auth.tokens import TokenClaims, verify_access_token
-from app.domain.keys.secrets import hash_secret
-from app.lib.errors import (
-    ApiKeyExpired,
-    ApiKeyRevoked,
-    ErrorBody,
-    InvalidApiKey,
-    InvalidToken,
-    NotAuthenticated,
-    PermissionDenied,
+from app.domain.auth.credentials import (
+    ALL_PERMISSIONS,
+    Caller,
+    CredentialVerifier,
+    Permission,
+    identify,
+    presented_credentials,
 )
-from app.lib.redis import redis_from_state
+from app.lib.errors import ErrorBody, NotAuthenticated, PermissionDenied
+from app.lib.inflight import hold_slot
 
 if TYPE_CHECKING:
     from litestar import Litestar
     from litestar.connection import ASGIConnection
     from litestar.handlers.base import BaseRouteHandler
-    from sqlalchemy.ext.asyncio import AsyncSession
 
-API_KEY_HEADER = "x-api-key"
-MAX_CREDENTIAL_LENGTH = 4096
+__all__ = ("ALL_PERMISSIONS", "Caller", "Permission", "requires")
 
-
-class Permission(enum.StrEnum):
-    """What an API key may do. A user signed in with a JWT may do all of it."""
-
-    DEPOSIT = "deposit"
-    TRANSFER = "transfer"
-    READ = "read"
-
-
-ALL_PERMISSIONS = frozenset(p.value for p in Permission)
+VERIFIER_STATE_KEY = "credential_verifier"
 
 USER_OR_KEY_SECURITY: list[dict[str, list[str]]] = [{"BearerAuth": []}, {"ApiKeyAuth": []}]
 """OpenAPI security of routes open to a JWT or an API key."""
@@ -91,97 +71,15 @@ USER_OR_KEY_RESPONSES: dict[int, ResponseSpec] = {
 """The authentication errors of a route open to a JWT or an API key, for its OpenAPI `responses`."""
 
 
-@dataclass(frozen=True)
-class Caller:
-    """The authenticated user and how they came."""
-
-    user_id: UUID
-    via: Literal["jwt", "api_key"]
-    permissions: frozenset[str] = field(default=ALL_PERMISSIONS)
-    token: TokenClaims | None = None
-    api_key_id: UUID | None = None
-
-    @property
-    def principal(self) -> str:
-        """Who did it, for the audit log and rate limits: `user:<id>` or `api_key:<id>`."""
-        return f"api_key:{self.api_key_id}" if self.api_key_id else f"user:{self.user_id}"
-
-
 def settings_of(app: Litestar) -> Settings:
     """The settings the app was built with (`create_app(settings)`), else the process's."""
     settings = app.state.get("settings")
     return settings if isinstance(settings, Settings) else get_settings()
 
 
-def bearer_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
-    """The token of `Authorization: Bearer <token>`; None without the header.
-
-    Raises:
-        InvalidToken: the header is there but is not a bearer token.
-    """
-    header = connection.headers.get("authorization")
-    if header is None:
-        return None
-    scheme, _, token = header.strip().partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token or len(token) > MAX_CREDENTIAL_LENGTH:
-        raise InvalidToken("The Authorization header must be `Bearer <token>`.")
-    return token
-
-
-async def authenticate_api_key(session: AsyncSession, secret: str) -> m.ApiKey:
-    """Find a key by the hash of its secret and check it is usable right now.
-
-    Raises:
-        InvalidApiKey: no key has this secret.
-        ApiKeyRevoked: the key was revoked.
-        ApiKeyExpired: the key is past its expiry (even if the sweep has not marked it yet).
-    """
-    if not secret or len(secret) > MAX_CREDENTIAL_LENGTH:
-        raise InvalidApiKey
-    key = await session.scalar(select(m.ApiKey).where(m.ApiKey.key_hash == hash_secret(secret)))
-    if key is None:
-        raise InvalidApiKey
-    if key.status == m.ApiKeyStatus.REVOKED.value:
-        raise ApiKeyRevoked
-    if key.status == m.ApiKeyStatus.EXPIRED.value or key.expires_at <= datetime.now(UTC):
-        raise ApiKeyExpired
-    return key
-
-
-async def authenticate(connection: ASGIConnection[Any, Any, Any, Any], *, api_key_allowed: bool) -> Caller:
-    """Authenticate the request's credentials (a JWT wins over an API key).
-
-    Raises:
-        NotAuthenticated: no credentials at all.
-        InvalidToken: a bad, expired or revoked JWT, or one whose user no longer exists.
-        InvalidApiKey: an unknown, expired or revoked API key.
-        PermissionDenied: an API key on a JWT-only route.
-    """
-    token = bearer_token(connection)
-    if token is not None:
-        user, claims = await verify_access_token(
-            settings_of(connection.app),
-            redis_from_state(connection.app.state),
-            db_session_for(connection),
-            token,
-            scope=connection.scope,
-        )
-        return Caller(user_id=user.id, via="jwt", token=claims)
-    secret = connection.headers.get(API_KEY_HEADER)
-    if secret is None:
-        raise NotAuthenticated
-    if not api_key_allowed:
-        # Refused before the key is even looked up: no key, valid or not, can manage keys or sessions.
-        raise PermissionDenied("API keys cannot call this endpoint; sign in as the user.")
-    key = await authenticate_api_key(db_session_for(connection), secret.strip())
-    return Caller(user_id=key.user_id, via="api_key", permissions=frozenset(key.permissions), api_key_id=key.id)
-
-
-def db_session_for(connection: ASGIConnection[Any, Any, Any, Any]) -> AsyncSession:
-    """The request's database session: the same one the handler's `db_session` dependency gets."""
-    config = connection.app.state.sqlalchemy_config
-    return config.provide_session(connection.app.state, connection.scope)  # type: ignore[no-any-return]
+def verifier_of(app: Litestar) -> CredentialVerifier:
+    verifier: CredentialVerifier = app.state[VERIFIER_STATE_KEY]
+    return verifier
 
 
 class requires:  # noqa: N801 - used like a function: `guards=[requires(Permission.READ)]`
@@ -195,9 +93,19 @@ class requires:  # noqa: N801 - used like a function: `guards=[requires(Permissi
         self.permission = permission
 
     async def __call__(self, connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-        caller = await authenticate(connection, api_key_allowed=self.permission is not None)
+        presented = presented_credentials(connection.scope)
+        if (
+            self.permission is None
+            and presented.token is None
+            and not presented.malformed_authorization
+            and (presented.api_key is not None)
+        ):
+            # Refused before the key is even looked up: no key, valid or not, can manage keys or sessions.
+            raise PermissionDenied("API keys cannot call this endpoint; sign in as the user.")
+        caller = await identify(connection.scope, verifier_of(connection.app))
         if self.permission is not None and self.permission.value not in caller.permissions:
             raise PermissionDenied(f"This API key lacks the `{self.permission.value}` permission.")
+        await hold_slot(connection.scope, str(caller.user_id))
         connection.state.caller = caller
 
     def __repr__(self) -> str:

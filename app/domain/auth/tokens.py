@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import jwt
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from app.db import models as m
-from app.lib.errors import InvalidToken, TokenExpired, TokenRevoked
+from app.lib.errors import InvalidToken, TokenExpired
 
 if TYPE_CHECKING:
     from litestar.types import Scope
@@ -119,9 +119,11 @@ async def forget_expired_revocations(session: AsyncSession) -> int:
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
-def decode_token_once(scope: Scope, settings: Settings, token: str) -> TokenClaims:
+def decode_token_once(scope: Scope | None, settings: Settings, token: str) -> TokenClaims:
     """`decode_token`, done once per request: the rate limiter and the guard both need the claims, and the
     signature check is the costliest step of authentication. Kept in the request's scope state."""
+    if scope is None:
+        return decode_token(settings, token)
     state = scope.setdefault("state", {})
     cached = state.get(_DECODED_STATE_KEY)
     if isinstance(cached, tuple) and cached[0] == token:
@@ -132,34 +134,6 @@ def decode_token_once(scope: Scope, settings: Settings, token: str) -> TokenClai
     return claims
 
 
-async def verify_access_token(
-    settings: Settings, redis: Redis, session: AsyncSession, token: str, *, scope: Scope | None = None
-) -> tuple[m.User, TokenClaims]:
-    """Everything that makes a token usable right now: signature and claims, not logged out, user still there.
-
-    The one check behind both the authentication guard and `POST /auth/verify-token`; with the request's
-    `scope`, a decoding already done for this request is reused.
-
-    Raises:
-        TokenExpired: the token is past `exp`.
-        TokenRevoked: the token was logged out.
-        InvalidToken: anything else, including a user that no longer exists.
-    """
-    claims = decode_token(settings, token) if scope is None else decode_token_once(scope, settings, token)
-    if await redis.exists(DENY_LIST_PREFIX + claims.jti):
-        raise TokenRevoked
-    # The user and the durable deny-list in one query: what Redis lost, PostgreSQL still refuses.
-    logged_out = (
-        select(m.RevokedToken.id)
-        .where(m.RevokedToken.jti == claims.jti, m.RevokedToken.expires_at > func.now())
-        .exists()
-    )
-    found = (
-        await session.execute(select(m.User, logged_out.label("logged_out")).where(m.User.id == claims.user_id))
-    ).one_or_none()
-    if found is None:
-        raise InvalidToken("The access token's user no longer exists.")
-    if found.logged_out:
-        raise TokenRevoked
-    user: m.User = found[0]
-    return user, claims
+async def is_denied(redis: Redis, jti: str) -> bool:
+    """The fast half of the deny-list: whether Redis knows this token was logged out."""
+    return bool(await redis.exists(DENY_LIST_PREFIX + jti))

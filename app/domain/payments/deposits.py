@@ -36,6 +36,7 @@ from sqlalchemy import insert, or_, select, update
 from app.db import models as m
 from app.domain.payments.paystack import PaystackError, PaystackTransactionNotFound, VerifiedTransaction
 from app.domain.payments.schemas import DepositStarted
+from app.domain.review.service import flag_for_review
 from app.domain.wallets.ledger import LedgerService
 from app.lib.db import run_transaction
 from app.lib.errors import PaymentProviderError, RequestValidationError, TransactionNotFound, WalletNotFound
@@ -281,24 +282,35 @@ class DepositService:
                 f"Paystack ({payment.source}) reported {payment.amount} {payment.currency} paid, but the deposit "
                 f"was initialised for {deposit.amount} {deposit.currency}; nothing was credited"
             )
-            logger.warning("deposit %s flagged for review: %s", deposit.reference, reason)
             await self.session.execute(
                 update(m.Deposit)
                 .where(m.Deposit.id == deposit.id)
                 .values(needs_review=True, review_reason=reason, provider_data=payment.data, updated_at=now)
                 .execution_options(synchronize_session=False)
             )
+            await flag_for_review(
+                self.session,
+                kind=m.ReviewKind.PAYMENT_MISMATCH,
+                reference=deposit.reference,
+                reason=reason,
+                details={"reported_amount": payment.amount, "reported_currency": payment.currency},
+            )
             return PaymentOutcome.REVIEW
         if (deposit.provider_data or {}).get("status") == REVERSED:
             # A refund or chargeback came first; a success delivered after it (Paystack retries webhooks
             # for days) is stale news about money that went back. Crediting it would create money.
-            reason = f"Paystack ({payment.source}) reported success after reporting the payment reversed"
-            logger.warning("deposit %s flagged for review: %s; nothing was credited", deposit.reference, reason)
+            reason = (
+                f"Paystack ({payment.source}) reported success after reporting the payment reversed; "
+                "nothing was credited"
+            )
             await self.session.execute(
                 update(m.Deposit)
                 .where(m.Deposit.id == deposit.id)
                 .values(needs_review=True, review_reason=reason, updated_at=now)
                 .execution_options(synchronize_session=False)
+            )
+            await flag_for_review(
+                self.session, kind=m.ReviewKind.SUCCESS_AFTER_REVERSAL, reference=deposit.reference, reason=reason
             )
             return PaymentOutcome.REVIEW
         if deposit.status != m.DepositStatus.PENDING.value or deposit.needs_review:

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, Final, Self, TypeVar
 import httpx
 import msgspec
 
+from app.lib.storable import decode_untrusted_json
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
     from types import TracebackType
@@ -357,9 +359,10 @@ def _message_of(response: httpx.Response) -> str | None:
 
 
 def _read_envelope(response: httpx.Response, *, operation: str) -> _Envelope:
+    # Storable from here on: Paystack echoes what customers typed (names, metadata), which may hold a NUL.
     try:
-        return msgspec.json.decode(response.content, type=_Envelope)
-    except msgspec.DecodeError as exc:
+        return msgspec.convert(decode_untrusted_json(response.content), type=_Envelope)
+    except (ValueError, msgspec.ValidationError) as exc:
         logger.error("Paystack %s: HTTP %d with an unreadable body: %s", operation, response.status_code, exc)
         msg = "Paystack answered with an unreadable body"
         raise PaystackError(msg, status_code=response.status_code) from exc

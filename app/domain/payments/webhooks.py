@@ -43,8 +43,10 @@ from app.domain.payments.deposits import (
     parse_paystack_time,
 )
 from app.domain.payments.paystack import is_valid_signature
+from app.domain.review.service import flag_for_review
 from app.lib.db import run_transaction
 from app.lib.errors import InvalidSignature, PermissionDenied
+from app.lib.storable import decode_untrusted_json, storable_text
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Sequence
@@ -147,11 +149,23 @@ def check_paystack_origin(raw_body: bytes, *, signature: str | None, source: str
         raise PermissionDenied("This address may not deliver Paystack webhooks.")
 
 
+def _decode_event(raw_body: bytes) -> _Event:
+    """The event with every string storable (`app.lib.storable`): a signed body is Paystack's, whatever it holds.
+
+    Raises:
+        ValueError: the body is not JSON, or not an object with an `event` string.
+    """
+    try:
+        return msgspec.convert(decode_untrusted_json(raw_body), type=_Event)
+    except msgspec.ValidationError as exc:
+        raise ValueError(str(exc)) from exc
+
+
 def _head(raw_body: bytes) -> tuple[str, str | None]:
     """Event type and reference for the stored row's columns; the body itself is judged by the worker."""
     try:
-        event = msgspec.json.decode(raw_body, type=_Event)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+        event = _decode_event(raw_body)
+    except ValueError:
         return "unreadable", None
     reference = event.data.get("reference") if isinstance(event.data, dict) else None
     if not isinstance(reference, str) or len(reference) > 100:
@@ -274,8 +288,8 @@ class WebhookService:
     async def _apply(self, raw_body: bytes) -> tuple[m.WebhookEventStatus, str | None]:
         """The event's effect, in the current transaction: its new status and why, when it is not processed."""
         try:
-            event = msgspec.json.decode(raw_body, type=_Event)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            event = _decode_event(raw_body)
+        except ValueError as exc:
             return m.WebhookEventStatus.IGNORED, f"not a Paystack event: {exc}"
         if event.event != CHARGE_SUCCESS:
             return m.WebhookEventStatus.IGNORED, None
@@ -301,17 +315,30 @@ class WebhookService:
         """Note a failed processing attempt on the event; `final` marks it `failed`. Commits."""
         values: dict[str, Any] = {
             "attempts": m.WebhookEvent.attempts + 1,
-            "last_error": f"{type(error).__name__}: {error}"[:MAX_ERROR_LENGTH],
+            "last_error": storable_text(f"{type(error).__name__}: {error}")[:MAX_ERROR_LENGTH],
             "updated_at": datetime.now(UTC),
         }
         if final:
             values["status"] = m.WebhookEventStatus.FAILED.value
-        await self.session.execute(
-            update(m.WebhookEvent)
-            .where(m.WebhookEvent.id == event_id, m.WebhookEvent.status.not_in(_FINAL_STATUSES))
-            .values(**values)
-            .execution_options(synchronize_session=False)
-        )
+        failed = (
+            await self.session.execute(
+                update(m.WebhookEvent)
+                .where(m.WebhookEvent.id == event_id, m.WebhookEvent.status.not_in(_FINAL_STATUSES))
+                .values(**values)
+                .returning(m.WebhookEvent.event_type, m.WebhookEvent.reference, m.WebhookEvent.last_error)
+                .execution_options(synchronize_session=False)
+            )
+        ).one_or_none()
+        if final and failed is not None:
+            # Beat keeps retrying it, but whatever it should have done (a credit) has not happened: a person
+            # must know now, not when someone reads the log.
+            await flag_for_review(
+                self.session,
+                kind=m.ReviewKind.EVENT_FAILING,
+                reference=failed.reference or str(event_id),
+                source=str(event_id),
+                reason=f"Paystack {failed.event_type} event {event_id} keeps failing: {failed.last_error}",
+            )
         await self.session.commit()
 
     async def claim_unfinished(

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 from sqlalchemy import text
 
 from app.db import models as m
-from app.domain.wallets.ledger import JOURNAL_DEPOSIT, JOURNAL_SETTLEMENT, JOURNAL_TRANSFER
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -127,7 +126,7 @@ async def _deposits_credited_once(session: AsyncSession, report: LedgerReport) -
         "FULL JOIN (SELECT * FROM ledger_journals WHERE kind = :deposit) j ON j.reference = d.reference "
         f"WHERE d.id IS NULL OR j.id IS NULL OR d.amount IS DISTINCT FROM {wallet_credit} ORDER BY 1",
         success=_SUCCESS,
-        deposit=JOURNAL_DEPOSIT,
+        deposit=m.JournalKind.DEPOSIT.value,
     ):
         if status is None:
             report.violations.append(f"deposit {reference}: credit journal without a successful deposit")
@@ -143,7 +142,7 @@ async def _transfers_match_journals(session: AsyncSession, report: LedgerReport)
         "SELECT coalesce(t.reference, j.reference), t.id IS NOT NULL, j.id IS NOT NULL "
         "FROM transfers t FULL JOIN (SELECT * FROM ledger_journals WHERE kind = :transfer) j "
         "ON j.reference = t.reference WHERE t.id IS NULL OR j.id IS NULL ORDER BY 1",
-        transfer=JOURNAL_TRANSFER,
+        transfer=m.JournalKind.TRANSFER.value,
     ):
         if not has_journal:
             report.violations.append(f"transfer {reference}: no acceptance journal")
@@ -157,7 +156,7 @@ async def _transfers_match_journals(session: AsyncSession, report: LedgerReport)
         "   OR (t.settlement_journal_id IS NOT NULL AND j.kind IS DISTINCT FROM :settlement) "
         "ORDER BY 1",
         pending=_PENDING,
-        settlement=JOURNAL_SETTLEMENT,
+        settlement=m.JournalKind.SETTLEMENT.value,
     ):
         report.violations.append(f"transfer {reference}: status and settlement journal disagree")
 
@@ -171,7 +170,7 @@ async def _transfers_match_journals(session: AsyncSession, report: LedgerReport)
         "FROM transfers t JOIN wallets s ON s.id = t.sender_wallet_id "
         "JOIN ledger_journals j ON j.kind = :transfer AND j.reference = t.reference "
         f"WHERE {sender_debit} <> -t.amount ORDER BY 1",
-        transfer=JOURNAL_TRANSFER,
+        transfer=m.JournalKind.TRANSFER.value,
     ):
         report.violations.append(f"transfer {reference}: took {-int(debited)} from its sender instead of {amount}")  # type: ignore[call-overload]
 
@@ -191,11 +190,59 @@ async def _transfers_match_journals(session: AsyncSession, report: LedgerReport)
         "JOIN ledger_journals j ON j.id = coalesce(x.jid, a.jid) "
         "JOIN wallets w ON w.ledger_account_id = coalesce(x.aid, a.aid) "
         "WHERE x.amount IS DISTINCT FROM a.amount ORDER BY 1, 2",
-        settlement=JOURNAL_SETTLEMENT,
+        settlement=m.JournalKind.SETTLEMENT.value,
     ):
         report.violations.append(
-            f"journal {JOURNAL_SETTLEMENT}:{journal} credited wallet {number} with {credited} "
+            f"journal {m.JournalKind.SETTLEMENT.value}:{journal} credited wallet {number} with {credited} "
             f"but its transfers to that wallet add up to {expected}"
+        )
+
+
+async def _journals_are_known_and_caused(session: AsyncSession, report: LedgerReport) -> None:
+    """Every journal is of a kind the service writes, and the record that caused it points back at it.
+
+    Deposit and transfer journals are matched with their records above; a settlement journal must be named by
+    at least one settled transfer. A balanced journal of another kind (an `adjustment` typed by hand, a future
+    bug) would otherwise pass every balance check.
+    """
+    known = [kind.value for kind in m.JournalKind]
+    for kind, reference in await _rows(
+        session,
+        "SELECT j.kind, j.reference FROM ledger_journals j "
+        "WHERE NOT (j.kind = ANY(CAST(:known AS text[]))) ORDER BY j.id",
+        known=known,
+    ):
+        report.violations.append(f"journal {kind}:{reference} is of a kind the service never writes")
+    for (reference,) in await _rows(
+        session,
+        "SELECT j.reference FROM ledger_journals j WHERE j.kind = :settlement "
+        "AND NOT EXISTS (SELECT FROM transfers t WHERE t.settlement_journal_id = j.id) ORDER BY j.id",
+        settlement=m.JournalKind.SETTLEMENT.value,
+    ):
+        report.violations.append(f"journal {m.JournalKind.SETTLEMENT.value}:{reference} settles no transfer")
+
+
+async def _system_accounts_match_records(session: AsyncSession, report: LedgerReport) -> None:
+    """Each system account holds exactly what the records that move it say (in-flight: see above).
+
+    `paystack` is where deposits come from: minus every successful deposit. Money cannot enter or leave a wallet
+    through it any other way without this failing.
+    """
+    held, expected, deposits = (
+        await _rows(
+            session,
+            "SELECT (SELECT coalesce(sum(e.amount), 0) FROM ledger_entries e "
+            "        JOIN ledger_accounts a ON a.id = e.account_id WHERE a.code = :paystack), "
+            "       -coalesce(sum(d.amount), 0), count(d.id) "
+            "FROM deposits d WHERE d.status = :success",
+            paystack=m.SystemAccount.PAYSTACK.value,
+            success=_SUCCESS,
+        )
+    )[0]
+    if held != expected:
+        report.violations.append(
+            f"account {m.SystemAccount.PAYSTACK.value} holds {held} but its records say {expected} "
+            f"(minus {deposits} successful deposits)"
         )
 
 
@@ -205,6 +252,8 @@ _CHECKS = (
     _in_flight_matches_pending,
     _deposits_credited_once,
     _transfers_match_journals,
+    _journals_are_known_and_caused,
+    _system_accounts_match_records,
 )
 
 
@@ -219,7 +268,8 @@ async def check_ledger(session: AsyncSession) -> LedgerReport:
     in-flight account holds exactly the pending transfers; every successful deposit has exactly one credit
     journal of its amount to its wallet, and no credit journal lacks a successful deposit; every transfer
     has its acceptance journal debiting its sender by its amount, and every settled transfer is credited by
-    its settlement journal.
+    its settlement journal; every journal is of a known kind and referenced by what caused it; and `paystack`
+    holds minus every successful deposit.
     """
     await session.rollback()
     await session.connection(execution_options={"isolation_level": "REPEATABLE READ", "postgresql_readonly": True})

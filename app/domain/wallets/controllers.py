@@ -20,7 +20,7 @@ from app.domain.auth.guards import (
     error_response,
     requires,
 )
-from app.domain.wallets.history import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, TransactionHistory
+from app.domain.wallets.history import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, TransactionHistory, cursor_secret
 from app.domain.wallets.notifications import notifier_of
 from app.domain.wallets.schemas import Balance, Transaction, TransferRequest, TransferResult, transfer_result
 from app.domain.wallets.transfers import TransferService
@@ -144,10 +144,13 @@ class WalletController(Controller):
             str | None, QueryParameter(description="Opaque; from the previous page's `Link` header.")
         ] = None,
     ) -> Response[list[Transaction]]:
-        page = await TransactionHistory(db_session).page(caller.user_id, limit=limit, cursor=cursor)
+        secret = cursor_secret(request.app.state.settings.jwt_secret)
+        page = await TransactionHistory(db_session, cursor_secret=secret).page(
+            caller.user_id, limit=limit, cursor=cursor
+        )
         headers = {}
         if page.next_cursor is not None:
-            query = urlencode({"limit": limit, "cursor": page.next_cursor.encode()})
+            query = urlencode({"limit": limit, "cursor": page.next_cursor.encode(secret)})
             next_url = str(request.url.with_replacements(query=query))
             headers["Link"] = f'<{next_url}>; rel="next"'
         return Response(page.items, headers=headers)

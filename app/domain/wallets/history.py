@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import json
 import uuid
 from dataclasses import dataclass
@@ -29,34 +31,67 @@ DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
 
 
+_CURSOR_PURPOSE = b"wallet-history-cursor"
+_SIGNATURE_BYTES = 16
+_MAX_CURSOR_LENGTH = 200
+
+
+def _invalid_cursor() -> RequestValidationError:
+    return RequestValidationError(
+        "The cursor is invalid; use the `Link` header of the previous page.",
+        errors=[{"key": "cursor", "source": "query", "message": "invalid cursor"}],
+    )
+
+
 @dataclass(frozen=True)
 class Cursor:
-    """Where a page ends: the position of its last item."""
+    """Where a page ends: the position of its last item. Signed, so only cursors this service made are read."""
 
     created_at: datetime
     id: uuid.UUID
 
-    def encode(self) -> str:
-        raw = json.dumps([self.created_at.astimezone(UTC).isoformat(), str(self.id)], separators=(",", ":"))
-        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    def encode(self, secret: bytes) -> str:
+        payload = json.dumps([self.created_at.astimezone(UTC).isoformat(), str(self.id)], separators=(",", ":"))
+        raw = payload.encode()
+        return _b64(raw) + "." + _b64(_sign(secret, raw))
 
     @classmethod
-    def decode(cls, token: str) -> Cursor:
+    def decode(cls, token: str, secret: bytes) -> Cursor:
         """Raises RequestValidationError for anything that is not a cursor this service made."""
         try:
-            if not token or len(token) > 200:
+            if not token or len(token) > _MAX_CURSOR_LENGTH:
                 raise ValueError
-            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+            payload_text, _, signature_text = token.partition(".")
+            raw = _unb64(payload_text)
+            if not hmac.compare_digest(_unb64(signature_text), _sign(secret, raw)):
+                raise ValueError
+            # Signed by us, and still checked: a cursor made by an older release must not reach the database.
             created_at_text, id_text = json.loads(raw)
+            if not isinstance(created_at_text, str) or not isinstance(id_text, str):
+                raise ValueError
             created_at = datetime.fromisoformat(created_at_text)
             if created_at.tzinfo is None:
                 raise ValueError
-            return cls(created_at=created_at, id=uuid.UUID(id_text))
-        except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
-            raise RequestValidationError(
-                "The cursor is invalid; use the `Link` header of the previous page.",
-                errors=[{"key": "cursor", "source": "query", "message": "invalid cursor"}],
-            ) from None
+            return cls(created_at=created_at.astimezone(UTC), id=uuid.UUID(id_text))
+        except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError):
+            raise _invalid_cursor() from None
+
+
+def cursor_secret(jwt_secret: str) -> bytes:
+    """The key cursors are signed with, derived from `JWT_SECRET` (one secret to rotate, distinct uses)."""
+    return hmac.new(jwt_secret.encode(), _CURSOR_PURPOSE, hashlib.sha256).digest()
+
+
+def _sign(secret: bytes, raw: bytes) -> bytes:
+    return hmac.new(secret, raw, hashlib.sha256).digest()[:_SIGNATURE_BYTES]
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 @dataclass(frozen=True)
@@ -112,8 +147,9 @@ def _transaction(row: Any) -> Transaction:
 class TransactionHistory:
     """Read-only views of one user's own wallet."""
 
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, *, cursor_secret: bytes = b"") -> None:
         self.session = session
+        self.cursor_secret = cursor_secret
 
     async def wallet_of(self, user_id: uuid.UUID) -> m.Wallet:
         wallet: m.Wallet | None = await self.session.scalar(select(m.Wallet).where(m.Wallet.user_id == user_id))
@@ -123,7 +159,7 @@ class TransactionHistory:
 
     async def page(self, user_id: uuid.UUID, *, limit: int, cursor: str | None) -> TransactionPage:
         """Up to `limit` items older than the cursor (newest first), and the cursor of the next page."""
-        after = Cursor.decode(cursor) if cursor is not None else None
+        after = Cursor.decode(cursor, self.cursor_secret) if cursor is not None else None
         wallet = await self.wallet_of(user_id)
         params: dict[str, Any] = {"wallet": wallet.id, "fetch": limit + 1}
         if after is not None:

@@ -47,14 +47,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-JOURNAL_DEPOSIT = "deposit"
-"""`paystack` → wallet; reference = the deposit's reference (unique: a deposit is credited once)."""
-JOURNAL_TRANSFER = "transfer"
-"""Acceptance: sender → `transfers_in_flight`; reference = the transfer's reference."""
-JOURNAL_SETTLEMENT = "settlement"
-"""One settled batch: `transfers_in_flight` → recipients; reference = the batch's own reference."""
-
-
 _RESERVE = text(
     """
     WITH recipient AS (
@@ -213,7 +205,7 @@ class LedgerService:
             raise WalletNotFound
         journal_id = await self.session.scalar(
             pg_insert(m.LedgerJournal)
-            .values(kind=JOURNAL_DEPOSIT, reference=reference)
+            .values(kind=m.JournalKind.DEPOSIT.value, reference=reference)
             .on_conflict_do_nothing(index_elements=["kind", "reference"])
             .returning(m.LedgerJournal.id)
         )
@@ -296,7 +288,7 @@ class LedgerService:
                     "sender_user_id": sender_user_id,
                     "amount": amount,
                     "reference": reference,
-                    "kind": JOURNAL_TRANSFER,
+                    "kind": m.JournalKind.TRANSFER.value,
                     "in_flight": m.SystemAccount.TRANSFERS_IN_FLIGHT.value,
                     "transfer_id": uuid7(),
                     "now": datetime.now(UTC),
@@ -384,7 +376,7 @@ class LedgerService:
         journal_reference = _new_settlement_reference()
         journal_id = await self.session.scalar(
             insert(m.LedgerJournal)
-            .values(kind=JOURNAL_SETTLEMENT, reference=journal_reference)
+            .values(kind=m.JournalKind.SETTLEMENT.value, reference=journal_reference)
             .returning(m.LedgerJournal.id)
         )
         in_flight = await self._system_account(m.SystemAccount.TRANSFERS_IN_FLIGHT)

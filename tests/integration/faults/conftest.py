@@ -28,7 +28,6 @@ from sqlalchemy import func, make_url, select, text
 
 from app.db import models as m
 from app.domain.wallets.checks import check_ledger
-from app.domain.wallets.ledger import JOURNAL_DEPOSIT
 from app.lib.db import session_maker
 from app.lib.infra import free_port, start_embedded_redis
 from tests.support.paystack_standin import PaystackStandIn
@@ -398,7 +397,7 @@ async def deposit_state(engine: AsyncEngine, reference: str) -> tuple[str, int]:
         credits = await connection.scalar(
             select(func.count())
             .select_from(m.LedgerJournal)
-            .where(m.LedgerJournal.kind == JOURNAL_DEPOSIT, m.LedgerJournal.reference == reference)
+            .where(m.LedgerJournal.kind == m.JournalKind.DEPOSIT.value, m.LedgerJournal.reference == reference)
         )
     return str(status), int(credits or 0)
 

@@ -21,7 +21,6 @@ from litestar.testing import AsyncTestClient
 from sqlalchemy import func, insert, select
 
 from app.db import models as m
-from app.domain.wallets.ledger import JOURNAL_DEPOSIT
 from app.lib.db import session_maker
 from tests.integration.payments.support import deposit_row, events_with_body, eventually
 from tests.support.paystack_standin import PaystackStandIn
@@ -62,7 +61,7 @@ async def _deposit_credits(engine: AsyncEngine, reference: str) -> int:
         count = await connection.scalar(
             select(func.count())
             .select_from(m.LedgerJournal)
-            .where(m.LedgerJournal.kind == JOURNAL_DEPOSIT, m.LedgerJournal.reference == reference)
+            .where(m.LedgerJournal.kind == m.JournalKind.DEPOSIT.value, m.LedgerJournal.reference == reference)
         )
     return int(count or 0)
 

@@ -16,7 +16,6 @@ import httpx
 from sqlalchemy import func, select
 
 from app.db import models as m
-from app.domain.wallets.ledger import JOURNAL_DEPOSIT
 from tests.support.paystack_standin import CHARGE_SUCCESS_PATH
 
 if TYPE_CHECKING:
@@ -91,7 +90,7 @@ async def deposit_row(engine: AsyncEngine, reference: str) -> DepositRow | None:
         credits = await connection.scalar(
             select(func.count())
             .select_from(m.LedgerJournal)
-            .where(m.LedgerJournal.kind == JOURNAL_DEPOSIT, m.LedgerJournal.reference == reference)
+            .where(m.LedgerJournal.kind == m.JournalKind.DEPOSIT.value, m.LedgerJournal.reference == reference)
         )
     return None if row is None else DepositRow(*row, credits=int(credits or 0))
 

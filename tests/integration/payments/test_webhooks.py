@@ -6,7 +6,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import httpx
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
@@ -149,6 +149,15 @@ async def test_a_payment_of_another_amount_or_currency_credits_nothing_and_is_fl
     assert "500 NGN" in (await deposit_row(engine, short.reference)).review_reason  # type: ignore[union-attr, operator]
     assert "USD" in (await deposit_row(engine, foreign.reference)).review_reason  # type: ignore[union-attr, operator]
     assert await balance_of(api, user) == 0
+    async with engine.connect() as connection:
+        flagged = (
+            await connection.execute(
+                select(m.ReviewItem.reference, m.ReviewItem.kind, m.ReviewItem.status).where(
+                    m.ReviewItem.reference.in_(list(bodies))
+                )
+            )
+        ).all()
+    assert sorted(flagged) == sorted((reference, "payment_mismatch", "open") for reference in bodies)
 
 
 async def test_an_event_for_an_unknown_reference_is_acknowledged_and_recorded_as_ignored(

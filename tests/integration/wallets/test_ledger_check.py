@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import pytest
-from sqlalchemy import insert, text, update
+from sqlalchemy import insert, select, text, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.cli import main
@@ -117,9 +118,9 @@ async def test_every_kind_of_damage_is_reported_on_its_own_line(scratch: AsyncEn
                 status="pending",
             )
         )
-        # An unbalanced journal.
+        # An unbalanced journal (of a kind the service writes, or the database would refuse it), settling nothing.
         journal = await session.scalar(
-            insert(m.LedgerJournal).values(kind="adjustment", reference="adj_1").returning(m.LedgerJournal.id)
+            insert(m.LedgerJournal).values(kind="settlement", reference="stl_bent").returning(m.LedgerJournal.id)
         )
         await session.execute(insert(m.LedgerEntry).values(journal_id=journal, account_id=1, amount=5))
         await session.execute(text("UPDATE wallets SET balance = balance + 9 WHERE id = :id"), {"id": alice_wallet.id})
@@ -132,7 +133,54 @@ async def test_every_kind_of_damage_is_reported_on_its_own_line(scratch: AsyncEn
     assert any("deposit dep_lost" in line and "never credited" in line for line in lines)
     assert any("transfers_in_flight" in line and "pending transfers add up to" in line for line in lines)
     assert any("transfer trf_phantom" in line and "no acceptance journal" in line for line in lines)
-    assert any("journal adjustment:adj_1 is unbalanced" in line for line in lines)
+    assert any("journal settlement:stl_bent is unbalanced" in line for line in lines)
+    assert any("journal settlement:stl_bent settles no transfer" in line for line in lines)
     assert any("entries do not sum to zero" in line for line in lines)
     assert any(alice_wallet.number in line and "cached balance" in line for line in lines)
     assert report.summary().startswith("ledger check FAILED")
+
+
+async def test_a_balanced_journal_of_an_unknown_kind_that_creates_money_is_refused_and_named_by_the_check(
+    scratch: AsyncEngine,
+) -> None:
+    sessions = session_maker(scratch)
+    async with sessions() as session:
+        _, wallet = await UserService(session=session).sign_in(Identity(email="mallory@example.com"), "NGN")
+    await fund(scratch, wallet.id, 1_000)
+
+    # The database refuses a journal of a kind the service never writes...
+    async with sessions() as session:
+        with pytest.raises(IntegrityError, match="kind_known"):
+            await session.execute(insert(m.LedgerJournal).values(kind="adjustment", reference="adj_refused"))
+        await session.rollback()
+
+    # ...and where that guard is gone (an older schema, a superuser's hand), the check still names it: a balanced
+    # `adjustment` (paystack -X, the wallet +X, its cached balance raised to match) creates money.
+    async with sessions() as session:
+        await session.execute(text("ALTER TABLE ledger_journals DROP CONSTRAINT ck_ledger_journals_kind_known"))
+        paystack = await session.scalar(select(m.LedgerAccount.id).where(m.LedgerAccount.code == "paystack"))
+        journal = await session.scalar(
+            insert(m.LedgerJournal).values(kind="adjustment", reference="adj_created").returning(m.LedgerJournal.id)
+        )
+        await session.execute(
+            insert(m.LedgerEntry),
+            [
+                {"journal_id": journal, "account_id": paystack, "amount": -5_000},
+                {"journal_id": journal, "account_id": wallet.ledger_account_id, "amount": 5_000},
+            ],
+        )
+        await session.execute(text("UPDATE wallets SET balance = balance + 5000 WHERE id = :id"), {"id": wallet.id})
+        await session.commit()
+
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "app.cli", "ledger", "check"],
+        env=service_env(DATABASE_URL=scratch.url.render_as_string(hide_password=False)),
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "VIOLATION: journal adjustment:adj_created is of a kind the service never writes" in result.stdout
+    assert "VIOLATION: account paystack holds -6000 but its records say -1000" in result.stdout

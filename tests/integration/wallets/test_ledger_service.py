@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.db import models as m
 from app.domain.wallets.checks import check_ledger
-from app.domain.wallets.ledger import JOURNAL_SETTLEMENT, LedgerService
+from app.domain.wallets.ledger import LedgerService
 from app.lib.db import session_maker
 from app.lib.errors import InsufficientBalance, SelfTransfer, WalletNotFound
 from tests.support.ledger import fund, record_successful_deposit
@@ -167,7 +167,7 @@ async def test_a_hot_recipient_is_credited_once_per_batch(engine: AsyncEngine, d
         .select_from(m.LedgerEntry)
         .join(m.LedgerJournal, m.LedgerJournal.id == m.LedgerEntry.journal_id)
         .join(m.Wallet, m.Wallet.ledger_account_id == m.LedgerEntry.account_id)
-        .where(m.Wallet.id == merchant.wallet_id, m.LedgerJournal.kind == JOURNAL_SETTLEMENT)
+        .where(m.Wallet.id == merchant.wallet_id, m.LedgerJournal.kind == m.JournalKind.SETTLEMENT.value)
     )
     assert journals is not None
     assert credit_entries == journals

@@ -9,25 +9,36 @@ from datetime import UTC, datetime
 import pytest
 
 import celeryconfig
-from app.domain.wallets.history import Cursor
+from app.domain.wallets.history import Cursor, cursor_secret
 from app.domain.wallets.ledger import new_transfer_reference
 from app.domain.wallets.notifications import SettlementNotifier, parse_settled
 from app.lib.db import BASE_BACKOFF_SECONDS, backoff_seconds
 from app.lib.errors import RequestValidationError
 from app.lib.idempotency import request_fingerprint, validate_key
 
+SECRET = cursor_secret("unit-test-secret")
+
 
 def test_a_cursor_round_trips_and_is_url_safe() -> None:
     cursor = Cursor(created_at=datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC), id=uuid.uuid4())
-    token = cursor.encode()
-    assert token.replace("-", "").replace("_", "").isalnum()
-    assert Cursor.decode(token) == cursor
+    token = cursor.encode(SECRET)
+    assert token.replace("-", "").replace("_", "").replace(".", "").isalnum()
+    assert Cursor.decode(token, SECRET) == cursor
 
 
-@pytest.mark.parametrize("token", ["", "%%%", "bm90IGpzb24", "WzEsMl0", "W10", "x" * 300])
+@pytest.mark.parametrize("token", ["", "%%%", "bm90IGpzb24", "WzEsMl0", "W10", "x" * 300, "WzEsMl0.AAAA"])
 def test_anything_else_is_not_a_cursor(token: str) -> None:
     with pytest.raises(RequestValidationError):
-        Cursor.decode(token)
+        Cursor.decode(token, SECRET)
+
+
+def test_a_cursor_signed_with_another_secret_or_altered_is_refused() -> None:
+    token = Cursor(created_at=datetime(2026, 1, 2, tzinfo=UTC), id=uuid.uuid4()).encode(SECRET)
+    with pytest.raises(RequestValidationError):
+        Cursor.decode(token, cursor_secret("another-secret"))
+    payload, _, signature = token.partition(".")
+    with pytest.raises(RequestValidationError):
+        Cursor.decode(payload[:-2] + "AA." + signature, SECRET)
 
 
 def test_the_fingerprint_covers_method_path_and_exact_body() -> None:

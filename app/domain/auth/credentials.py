@@ -1,0 +1,219 @@
+"""The one place that checks credentials: who is calling, whatever route or middleware asks.
+
+`presented_credentials` reads the `Authorization: Bearer` token and the `x-api-key` header once per request,
+normalised once (surrounding blanks, Unicode ones included, are not part of a credential), for everyone who
+needs them. `identify` verifies them (a JWT wins over an API key) and remembers the answer, or the refusal,
+for the rest of the request: the rate limiter buckets by the verified identity and the route's guard
+authorises with the same answer, checked once. Lookups use a short session of their own, so no pooled
+connection is held while the request waits for anything else.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal
+from uuid import UUID
+
+from sqlalchemy import func, select
+
+from app.db import models as m
+from app.domain.auth.tokens import TokenClaims, decode_token_once, is_denied
+from app.domain.keys.secrets import hash_secret
+from app.lib.errors import (
+    ApiKeyExpired,
+    ApiKeyRevoked,
+    InvalidApiKey,
+    InvalidToken,
+    NotAuthenticated,
+    TokenRevoked,
+    WalletError,
+)
+
+if TYPE_CHECKING:
+    from litestar.types import Scope
+    from redis.asyncio import Redis
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+    from app.config import Settings
+
+API_KEY_HEADER = "x-api-key"
+MAX_CREDENTIAL_LENGTH = 4096
+_PRESENTED_KEY = "wallet.credentials"
+_IDENTITY_KEY = "wallet.identity"
+
+
+class Permission(enum.StrEnum):
+    """What an API key may do. A user signed in with a JWT may do all of it."""
+
+    DEPOSIT = "deposit"
+    TRANSFER = "transfer"
+    READ = "read"
+
+
+ALL_PERMISSIONS = frozenset(p.value for p in Permission)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The authenticated user and how they came."""
+
+    user_id: UUID
+    via: Literal["jwt", "api_key"]
+    permissions: frozenset[str] = field(default=ALL_PERMISSIONS)
+    token: TokenClaims | None = None
+    api_key_id: UUID | None = None
+    email: str = ""
+
+    @property
+    def principal(self) -> str:
+        """Who did it, for the audit log and rate limits: `user:<id>` or `api_key:<id>`."""
+        return f"api_key:{self.api_key_id}" if self.api_key_id else f"user:{self.user_id}"
+
+
+@dataclass(frozen=True)
+class PresentedCredentials:
+    token: str | None
+    """The bearer token; None without an `Authorization` header."""
+    api_key: str | None
+    malformed_authorization: bool = False
+    """An `Authorization` header that is not `Bearer <token>`: refused as an invalid token."""
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def presented_credentials(scope: Scope) -> PresentedCredentials:
+    """The request's credentials, read and normalised once (and kept in the request's state)."""
+    state = scope.setdefault("state", {})
+    known = state.get(_PRESENTED_KEY)
+    if isinstance(known, PresentedCredentials):
+        return known
+    token: str | None = None
+    malformed = False
+    authorization = _header(scope, b"authorization")
+    if authorization is not None:
+        scheme, _, rest = authorization.strip().partition(" ")
+        rest = rest.strip()
+        if scheme.lower() == "bearer" and rest and len(rest) <= MAX_CREDENTIAL_LENGTH:
+            token = rest
+        else:
+            malformed = True
+    api_key = _header(scope, API_KEY_HEADER.encode())
+    presented = PresentedCredentials(
+        token=token, api_key=api_key.strip() if api_key is not None else None, malformed_authorization=malformed
+    )
+    state[_PRESENTED_KEY] = presented
+    return presented
+
+
+@dataclass(frozen=True)
+class VerifiedToken:
+    user_id: UUID
+    email: str
+    claims: TokenClaims
+
+
+class CredentialVerifier:
+    """Checks tokens and API keys against PostgreSQL (and the token deny-list in Redis); one per process."""
+
+    def __init__(self, settings: Settings, redis: Redis, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.sessions = sessions
+
+    async def token(self, token: str, *, scope: Scope | None = None) -> VerifiedToken:
+        """Everything that makes a token usable right now: signature and claims, not logged out, user still there.
+
+        Raises:
+            TokenExpired: the token is past `exp`.
+            TokenRevoked: the token was logged out.
+            InvalidToken: anything else, including a user that no longer exists.
+        """
+        claims = decode_token_once(scope, self.settings, token)
+        if await is_denied(self.redis, claims.jti):
+            raise TokenRevoked
+        # The user and the durable deny-list in one query: what Redis lost, PostgreSQL still refuses.
+        logged_out = (
+            select(m.RevokedToken.id)
+            .where(m.RevokedToken.jti == claims.jti, m.RevokedToken.expires_at > func.now())
+            .exists()
+        )
+        async with self.sessions() as session:
+            found = (
+                await session.execute(
+                    select(m.User.email, logged_out.label("logged_out")).where(m.User.id == claims.user_id)
+                )
+            ).one_or_none()
+        if found is None:
+            raise InvalidToken("The access token's user no longer exists.")
+        if found.logged_out:
+            raise TokenRevoked
+        return VerifiedToken(user_id=claims.user_id, email=found.email, claims=claims)
+
+    async def api_key(self, secret: str) -> Caller:
+        """The caller a key stands for, if it is usable right now.
+
+        Raises:
+            InvalidApiKey: no key has this secret.
+            ApiKeyRevoked: the key was revoked.
+            ApiKeyExpired: the key is past its expiry (even if the sweep has not marked it yet).
+        """
+        if not secret or len(secret) > MAX_CREDENTIAL_LENGTH:
+            raise InvalidApiKey
+        async with self.sessions() as session:
+            key = (
+                await session.execute(
+                    select(
+                        m.ApiKey.id, m.ApiKey.user_id, m.ApiKey.permissions, m.ApiKey.status, m.ApiKey.expires_at
+                    ).where(m.ApiKey.key_hash == hash_secret(secret))
+                )
+            ).one_or_none()
+        if key is None:
+            raise InvalidApiKey
+        if key.status == m.ApiKeyStatus.REVOKED.value:
+            raise ApiKeyRevoked
+        if key.status == m.ApiKeyStatus.EXPIRED.value or key.expires_at <= datetime.now(UTC):
+            raise ApiKeyExpired
+        return Caller(user_id=key.user_id, via="api_key", permissions=frozenset(key.permissions), api_key_id=key.id)
+
+
+async def identify(scope: Scope, verifier: CredentialVerifier) -> Caller:
+    """Who the request's credentials say is calling (a JWT wins over an API key), verified once per request.
+
+    Raises:
+        NotAuthenticated: no credentials at all.
+        InvalidToken: a bad, expired or revoked JWT, one whose user no longer exists, or a malformed
+            `Authorization` header.
+        InvalidApiKey: an unknown, expired or revoked API key.
+    """
+    state = scope.setdefault("state", {})
+    known: Any = state.get(_IDENTITY_KEY)
+    if isinstance(known, Caller):
+        return known
+    if isinstance(known, WalletError):
+        raise known
+    try:
+        caller = await _verify(scope, verifier)
+    except WalletError as refusal:
+        state[_IDENTITY_KEY] = refusal
+        raise
+    state[_IDENTITY_KEY] = caller
+    return caller
+
+
+async def _verify(scope: Scope, verifier: CredentialVerifier) -> Caller:
+    presented = presented_credentials(scope)
+    if presented.malformed_authorization:
+        raise InvalidToken("The Authorization header must be `Bearer <token>`.")
+    if presented.token is not None:
+        verified = await verifier.token(presented.token, scope=scope)
+        return Caller(user_id=verified.user_id, via="jwt", token=verified.claims, email=verified.email)
+    if presented.api_key is None:
+        raise NotAuthenticated
+    return await verifier.api_key(presented.api_key)
