@@ -1,171 +1,32 @@
-"""The benchmark's outputs: `latest.json`, `latest.md` (tables) and `latest.png` (chart), and the profile summary."""
+"""The benchmark's outputs: `latest.json`, `latest.md` (tables) and `latest.png` (`bench/chart.py`).
+
+With a baseline (an older `latest.json`, `wallet bench --baseline <path>`), the headline tables and the chart
+show it beside the new figures. `python -m bench.report <latest.json> [--baseline <old.json>]` redraws the
+markdown and the chart of an existing run, e.g. to compare it with another without running again.
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
-import pstats
-from collections import defaultdict
+import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from app.config import PROJECT_ROOT
-from bench.png import Canvas, Series, bar_panel
+from bench.chart import chart
+from bench.headline import service_cpu_ms
 
-SCENARIO_LABELS = {
-    "uniform": "UNIF",
-    "hot_recipient": "HOT",
-    "uniform_half_load": "HALF",
-    "read_mix": "READ",
-    "webhook_burst": "HOOK",
-}
-
-# Where a process blocks rather than computes (cProfile measures wall time): the event loop waiting for
-# I/O, sleeps, locks, a thread pool's idle workers, and blocking reads of a socket or pipe.
-_WAITING = (
-    "<method 'poll' of 'select.epoll' objects>",
-    "<built-in method select.select>",
-    "<built-in method time.sleep>",
-    "<method 'acquire' of '_thread.lock' objects>",
-    "<method 'acquire' of '_thread.RLock' objects>",
-    "<method 'get' of '_queue.SimpleQueue' objects>",
-    "<built-in method posix.read>",
-    "<built-in method posix.waitpid>",
-    "<method 'recv' of '_socket.socket' objects>",
-    "<method 'recv_into' of '_socket.socket' objects>",
-    "<method 'run_forever' of 'uvloop.loop.Loop' objects>",
-    "<method 'run_until_complete' of 'uvloop.loop.Loop' objects>",
-)
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
-COST_CENTRES = {
-    "Celery publish of a task (send_task)": ("celery/app/base.py", "send_task"),
-    "Celery event messages (task-sent, task-received/started/succeeded)": ("celery/events/dispatcher.py", "_publish"),
-    "kombu building a redis-py client per publish (_create_client)": ("kombu/transport/redis.py", "_create_client"),
-    "JWT signature and claims check (decode_token)": ("app/domain/auth/tokens.py", "decode_token"),
-    "webhook signature check (is_valid_signature)": ("app/domain/payments/paystack.py", "is_valid_signature"),
-}
-"""Synchronous call trees whose cumulative CPU is worth naming. Only synchronous ones: cProfile's cumulative
-time is unreliable across coroutine suspensions and SQLAlchemy's greenlet switches, self time is not."""
-
-
-def _cost_centres(entries: dict[tuple[str, int, str], Any], busy: float) -> list[dict[str, Any]]:
-    centres = []
-    for label, (path, name) in COST_CENTRES.items():
-        matches = [entry for key, entry in entries.items() if key[0].endswith(path) and key[2] == name]
-        if matches:
-            cumulative = max(entry[3] for entry in matches)
-            calls = sum(entry[1] for entry in matches)
-            centres.append(
-                {
-                    "what": label,
-                    "cumulative_s": round(cumulative, 2),
-                    "share_of_busy": round(cumulative / busy, 3),
-                    "calls": calls,
-                }
-            )
-    return sorted(centres, key=lambda centre: -centre["cumulative_s"])
-
-
-def _is_waiting(function: tuple[str, int, str]) -> bool:
-    return function[0] == "~" and function[2] in _WAITING
-
-
-def _short_path(path: str) -> str:
-    if "site-packages/" in path:
-        return path.split("site-packages/", 1)[1]
-    root = str(PROJECT_ROOT) + "/"
-    if path.startswith(root):
-        return path[len(root) :]
-    if "/lib/python3" in path:
-        return path.split("/lib/python3", 1)[1].split("/", 1)[-1]
-    return path
-
-
-def _label(function: tuple[str, int, str]) -> str:
-    path, line, name = function
-    if path == "~":
-        return name
-    return f"{_short_path(path)}:{line}({name})"
-
-
-def _package(function: tuple[str, int, str]) -> str:
-    path = function[0]
-    if path == "~":
-        return "C built-ins (socket, hashing, json, ...)"
-    if "site-packages/" in path:
-        return path.split("site-packages/", 1)[1].split("/", 1)[0].removesuffix(".py")
-    root = str(PROJECT_ROOT) + "/"
-    if path.startswith(root):
-        return path[len(root) :].split("/", 1)[0].removesuffix(".py") + " (ours)"
-    if "/lib/python3" in path:
-        return "stdlib " + path.split("/lib/python3", 1)[1].split("/", 2)[1].removesuffix(".py")
-    return path
-
-
-def summarize_profiles(directory: Path, role: str, label: str, top: int = 15) -> dict[str, Any]:
-    """Merge the role's cProfile dumps of one window and name its largest costs, by package and by function."""
-    files, loaded = sorted(directory.glob(f"{role}-*-{label}.prof")), []
-    by_thread: dict[str, float] = defaultdict(float)
-    for path in files:
-        try:
-            one = pstats.Stats(str(path))
-        except (OSError, EOFError, ValueError, TypeError):
-            continue  # empty (a thread that ran no Python in the window) or cut short by the process's exit
-        loaded.append(one)
-        thread = "main thread" if path.name.endswith(f"-main-{label}.prof") else "other threads"
-        by_thread[thread] += sum(e[2] for k, e in one.stats.items() if not _is_waiting(k))  # type: ignore[attr-defined]
-    if not loaded:
-        return {"processes": 0, "note": "no profile was written"}
-    stats = loaded[0]
-    for more in loaded[1:]:
-        stats.add(more)
-    entries: dict[tuple[str, int, str], tuple[int, int, float, float, Any]] = stats.stats  # type: ignore[attr-defined]
-    total = sum(entry[2] for entry in entries.values())
-    waiting = {key: entry for key, entry in entries.items() if _is_waiting(key)}
-    busy = max(total - sum(entry[2] for entry in waiting.values()), 1e-9)
-    packages: dict[str, float] = defaultdict(float)
-    for key, entry in entries.items():
-        if key not in waiting:
-            packages[_package(key)] += entry[2]
-    functions = sorted(((key, entry) for key, entry in entries.items() if key not in waiting), key=lambda kv: -kv[1][2])
-    ours = sorted(
-        (
-            (key, entry)
-            for key, entry in entries.items()
-            if key[0].startswith((str(PROJECT_ROOT / "app"), str(PROJECT_ROOT / "tasks")))
-        ),
-        key=lambda kv: -kv[1][3],
-    )
-    return {
-        "processes": len({path.name.split("-")[1] for path in files}),
-        "profiled_s": round(total, 2),
-        "busy_s": round(busy, 2),
-        "busy_by_thread_s": {name: round(seconds, 2) for name, seconds in sorted(by_thread.items())},
-        "waiting_s": {
-            _label(key): round(entry[2], 2) for key, entry in sorted(waiting.items(), key=lambda kv: -kv[1][2])
-        },
-        "cost_centres": _cost_centres(entries, busy),
-        "busy_by_package": [
-            {"package": name, "self_s": round(seconds, 2), "share_of_busy": round(seconds / busy, 3)}
-            for name, seconds in sorted(packages.items(), key=lambda kv: -kv[1])[:top]
-        ],
-        "top_functions_self": [
-            {
-                "function": _label(key),
-                "self_s": round(entry[2], 3),
-                "share_of_busy": round(entry[2] / busy, 3),
-                "calls": entry[1],
-            }
-            for key, entry in functions[:top]
-        ],
-        "our_code_cumulative": [
-            {"function": _label(key), "cumulative_s": round(entry[3], 3), "calls": entry[1]}
-            for key, entry in ours[:top]
-        ],
-    }
-
-
-# -- writing ---------------------------------------------------------------------------------------------
+def read_results(path: Path | str) -> dict[str, Any]:
+    try:
+        baseline: dict[str, Any] = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        msg = f"cannot read {path}: {exc}"
+        raise SystemExit(msg) from exc
+    return baseline
 
 
 def _ms(value: float | None) -> str:
@@ -216,9 +77,115 @@ def _yes(met: bool) -> str:
     return "**met**" if met else "**missed**"
 
 
-def markdown(results: dict[str, Any]) -> str:
+def _split_text(split: dict[str, Any] | None) -> str:
+    if not split:
+        return "-"
+    return ", ".join(f"{name} {_ms(value)}" for name, value in split.items() if name != "total")
+
+
+def _service_split(results: dict[str, Any]) -> dict[str, Any] | None:
+    """The service's CPU split; an older run without the key has it in its uniform scenario."""
+    if results.get("cpu_ms_per_transfer_split"):
+        return dict(results["cpu_ms_per_transfer_split"])
+    uniform = results.get("scenarios", {}).get("uniform")
+    return service_cpu_ms(uniform) if uniform and "cpu_ms_per_accepted" in uniform else None
+
+
+def _peak_rss(results: dict[str, Any], group: str) -> float | None:
+    """The headline key; an older run without it has the peaks per scenario."""
+    if results.get(f"{group}_peak_rss_mib") is not None:
+        return float(results[f"{group}_peak_rss_mib"])
+    peaks = [
+        s["memory_peak_rss_mib"][group]
+        for name, s in results.get("scenarios", {}).items()
+        if not name.endswith("_profiled") and s.get("memory_peak_rss_mib", {}).get(group)
+    ]
+    return max(peaks) if peaks else None
+
+
+def _load_range(results: dict[str, Any]) -> str | None:
+    loads = results.get("load_average_1m_during_rounds")
+    return f"{loads['min']} to {loads['max']}" if loads else None
+
+
+COMPARED: list[tuple[str, Callable[[dict[str, Any]], Any]]] = [
+    ("service: settled transfers/s, uniform, median (`settled_per_s`)", lambda r: r.get("settled_per_s")),
+    ("floor: settled transfers/s (`floor_settled_per_s`)", lambda r: r.get("floor_settled_per_s")),
+    ("pgbench TPC-B TPS (`pgbench_tps`)", lambda r: r.get("pgbench_tps")),
+    ("service ÷ floor, settled/s (`ratio_to_floor`)", lambda r: r.get("ratio_to_floor")),
+    ("service ÷ pgbench, settled/s ÷ TPS (`ratio_to_pgbench`)", lambda r: r.get("ratio_to_pgbench")),
+    ("service: CPU ms per settled transfer (`cpu_ms_per_transfer`)", lambda r: r.get("cpu_ms_per_transfer")),
+    ("service CPU split, ms", lambda r: _split_text(_service_split(r))),
+    ("floor: CPU ms per settled transfer (`floor_cpu_ms_per_transfer`)", lambda r: r.get("floor_cpu_ms_per_transfer")),
+    ("floor CPU split, ms", lambda r: _split_text(r.get("floor_cpu_ms_per_transfer_split"))),
+    (
+        "pgbench: PostgreSQL CPU ms per transaction (`pgbench_cpu_ms_per_transaction`)",
+        lambda r: r.get("pgbench_cpu_ms_per_transaction"),
+    ),
+    ("service CPU ÷ floor CPU per transfer (`cpu_ratio_to_floor`)", lambda r: r.get("cpu_ratio_to_floor")),
+    ("pgbench CPU ÷ service CPU (`ratio_to_pgbench_cpu`)", lambda r: r.get("ratio_to_pgbench_cpu")),
+    ("peak RSS, API process tree, MiB (`api_peak_rss_mib`)", lambda r: _peak_rss(r, "api")),
+    ("peak RSS, worker process tree, MiB (`worker_peak_rss_mib`)", lambda r: _peak_rss(r, "worker")),
+    ("peak RSS, floor process tree, MiB (`floor_peak_rss_mib`)", lambda r: r.get("floor_peak_rss_mib")),
+    ("load average (1 min) during the rounds, lowest to highest", _load_range),
+]
+
+
+def _cell(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
+def comparison_table(results: dict[str, Any], baseline: dict[str, Any] | None) -> list[str]:
+    """The service against the floor and pgbench, from this run (and the baseline's, when given)."""
+    if baseline is None:
+        lines = ["| figure | value |", "|---|---|"]
+        lines += [f"| {label} | {_cell(get(results))} |" for label, get in COMPARED]
+        return lines
+    lines = []
+    sizes = ("wallets", "clients", "api_workers", "worker_concurrency", "pool_size", "duration_s")
+    before_sizes = {key: baseline.get("parameters", {}).get(key) for key in sizes}
+    now_sizes = {key: results.get("parameters", {}).get(key) for key in sizes}
+    if baseline.get("command") != results.get("command") or before_sizes != now_sizes:
+        lines += [
+            f"The baseline ran `{baseline.get('command')}` with {before_sizes}, this run `{results.get('command')}` "
+            f"with {now_sizes}: the sizes differ, compare with care.",
+            "",
+        ]
+    lines += [
+        f"| figure | before ({baseline.get('started_at', '?')}) | now ({results['started_at']}) |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {label} | {_cell(get(baseline))} | {_cell(get(results))} |" for label, get in COMPARED]
+    return lines
+
+
+def rounds_table(results: dict[str, Any]) -> list[str]:
+    rows = results.get("rounds", {}).get("per_round", [])
+    if not rows:
+        return []
+    lines = [
+        "| round | service settled/s | floor settled/s | pgbench TPS | service CPU ms | floor CPU ms | pgbench CPU ms "
+        "| ratio to floor | CPU ratio to floor | ratio to pgbench | other cores (service / floor / pgbench) "
+        "| load average 1 min |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        other, load = row["other_cores"], row["load_average_1m"]
+        lines.append(
+            f"| {row['round']} | {row['service_settled_per_s']} | {row['floor_settled_per_s']} | "
+            f"{row['pgbench_tps']} | {row['service_cpu_ms_per_transfer']} | {row['floor_cpu_ms_per_transfer']} | "
+            f"{row['pgbench_cpu_ms_per_transaction']} | {row['ratio_to_floor']} | {row['cpu_ratio_to_floor']} | "
+            f"{row['ratio_to_pgbench']} | {other['service']} / {other['floor']} / {other['pgbench']} | "
+            f"{load['service']} / {load['floor']} / {load['pgbench']} |"
+        )
+    return lines
+
+
+def markdown(results: dict[str, Any], baseline: dict[str, Any] | None = None) -> str:
     machine, params, scenarios = results["machine"], results["parameters"], results["scenarios"]
     pgbench, targets = results["pgbench"], results["targets"]
+    floor = results.get("floor", {})
+    count = results.get("rounds", {}).get("count", 1)
     lines = [
         "# Wallet service benchmark: latest run",
         "",
@@ -242,17 +209,26 @@ def markdown(results: dict[str, Any]) -> str:
         f"| webhooks stored and acknowledged/s (`webhooks_per_s`) | {results['webhooks_per_s']} | ≥ 1000 | "
         f"{_yes(targets['webhooks_per_s']['met'])} |",
         "",
-        f"In CPU per transaction, which other programs on the machine do not distort: a transfer costs "
-        f"{results.get('cpu_ms_per_transfer')} ms of CPU (API, worker, its PostgreSQL backends and Redis), a "
-        f"pgbench TPC-B transaction {results.get('pgbench_cpu_ms_per_transaction')} ms of PostgreSQL backend CPU: "
-        f"`ratio_to_pgbench_cpu` = {results.get('ratio_to_pgbench_cpu')}.",
+        "## The service against the floor and pgbench",
+        "",
+        f"Medians of {count} interleaved rounds (service uniform transfers, the floor, pgbench; the same "
+        "clients, the same machine minutes). The floor (`bench/floor.py`) is the same settled transfer done as "
+        "cheaply as Litestar + asyncpg + PyJWT allow: JWT check, one statement in one transaction. CPU per "
+        "transfer: the service's API, worker, its PostgreSQL backends and Redis; the floor's app processes and "
+        "its backends; pgbench's backends only. The CPU figures are what to compare across runs on a shared "
+        "machine; the per-second ones move with whatever else runs.",
+        "",
+        *comparison_table(results, baseline),
+        "",
+        *rounds_table(results),
         "",
         "## Scenarios",
         "",
         "Latencies in ms (p50 / p95 / p99). Acceptance: request sent (open loop: scheduled) to answer. "
         "Settlement: the transfer's `settled_at - created_at` in the database. CPU in cores (1.0 = one core busy) "
         "over the measured window, from `/proc`: postgres = the backends of the benchmark's database; other = "
-        "everything else on the machine (PostgreSQL's other backends and background processes, other programs).",
+        "everything else on the machine (PostgreSQL's other backends and background processes, other programs). "
+        "`uniform` is the round with the median settled/s.",
         "",
         "| scenario | load | accepted/s | settled/s | acceptance | settlement | errors | peak RSS MiB api / worker "
         "| CPU cores api / worker / postgres / loadgen / other | machine busy |",
@@ -287,15 +263,38 @@ def markdown(results: dict[str, Any]) -> str:
             f"{s['db_transactions_per_accepted']} | {s.get('transfers_per_settlement_batch', '-')} | "
             f"{s['queue_backlog_at_end']} | {s['drain_s']} |"
         )
+    median_floor = floor.get("median_round")
+    if median_floor:
+        cores = median_floor["cpu"]["cores_used"]
+        lines += [
+            "",
+            "## The floor",
+            "",
+            f"`{floor['server']}`, a pool of {floor['pool_size_per_process']} connections per process, "
+            f"{floor['wallets']} wallets of {floor['balance_each']} each on a scratch database. Median round "
+            f"({median_floor['round']}): **{median_floor['settled_per_s']} settled/s**, acceptance "
+            f"{_triple(median_floor['accept_latency_ms'])} ms, errors {median_floor['errors_by_status'] or 0}; CPU "
+            f"cores: app {cores.get('floor')}, its backends {cores.get('postgres')}, loadgen {cores.get('loadgen')}, "
+            f"the idle service {cores.get('idle_stack')}, other {_other_cores(median_floor['cpu'])}; peak RSS "
+            f"{median_floor['memory_peak_rss_mib'].get('floor')} MiB. Ledger check after the rounds: "
+            f"{floor.get('ledger_check_problems') or 'money conserved, every transfer balanced'}.",
+            "",
+            "```sql",
+            floor["schema"],
+            "",
+            floor["statement"],
+            "```",
+        ]
     lines += [
         "",
         "## pgbench (the roofline)",
         "",
-        f"`{pgbench['command']}` (scale {pgbench['scale']}): **{pgbench['tps']} tps**, average latency "
-        f"{pgbench['latency_avg_ms']} ms; CPU cores: its backends {pgbench['cpu']['cores_used'].get('postgres')}, "
-        f"all PostgreSQL {pgbench['cpu']['cores_used'].get('postgres_all')}, pgbench "
-        f"{pgbench['cpu']['cores_used'].get('pgbench')}, other processes {pgbench['cpu']['other_processes_cores']}; "
-        f"machine busy {pgbench['cpu']['machine_busy_fraction']:.0%}.",
+        f"`{pgbench['command']}` (scale {pgbench['scale']}), median round ({pgbench.get('round', 1)}): "
+        f"**{pgbench['tps']} tps**, average latency {pgbench['latency_avg_ms']} ms; CPU cores: its backends "
+        f"{pgbench['cpu']['cores_used'].get('postgres')}, all PostgreSQL "
+        f"{pgbench['cpu']['cores_used'].get('postgres_all')}, "
+        f"pgbench {pgbench['cpu']['cores_used'].get('pgbench')}, other processes "
+        f"{pgbench['cpu']['other_processes_cores']}; machine busy {pgbench['cpu']['machine_busy_fraction']:.0%}.",
         "",
         "## Funding (the real deposit path)",
         "",
@@ -330,77 +329,33 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-BLUE, GREEN, ORANGE = (66, 110, 200), (70, 165, 90), (230, 140, 40)
-LIGHT, MID, DARK = (150, 190, 235), (70, 125, 205), (25, 55, 120)
-
-
-def chart(results: dict[str, Any]) -> bytes:
-    """Throughput, acceptance latency and settlement latency per scenario, side by side."""
-    scenarios = results["scenarios"]
-    names = [name for name in SCENARIO_LABELS if name in scenarios]
-    labels = [SCENARIO_LABELS[name] for name in names]
-    canvas = Canvas(1290, 470)
-    machine = results["machine"]
-    canvas.text(
-        16,
-        12,
-        f"WALLET BENCH  {results['started_at'][:10]}  {machine['cores']} CORES  RATIO TO PGBENCH "
-        f"{results['ratio_to_pgbench']}  HOT/UNIFORM {results['hot_to_uniform']}",
-        scale=2,
-    )
-    bar_panel(
-        canvas,
-        16,
-        48,
-        430,
-        410,
-        "THROUGHPUT /S",
-        [*labels, "PGB"],
-        [
-            Series("ACCEPTED", BLUE, [scenarios[n]["accepted_per_s"] for n in names] + [None]),
-            Series(
-                "SETTLED OR PROCESSED",
-                GREEN,
-                [scenarios[n].get("settled_per_s", scenarios[n].get("processed_per_s")) for n in names] + [None],
-            ),
-            Series("PGBENCH TPS", ORANGE, [None] * len(names) + [results["pgbench_tps"]]),
-        ],
-    )
-    bar_panel(
-        canvas,
-        460,
-        48,
-        400,
-        410,
-        "ACCEPTANCE MS",
-        labels,
-        [
-            Series(q.upper(), color, [scenarios[n]["accept_latency_ms"][q] for n in names])
-            for q, color in (("p50", LIGHT), ("p95", MID), ("p99", DARK))
-        ],
-    )
-    settled_names = [n for n in names if "settle_latency_ms" in scenarios[n]]
-    bar_panel(
-        canvas,
-        875,
-        48,
-        400,
-        410,
-        "SETTLEMENT MS",
-        [SCENARIO_LABELS[n] for n in settled_names],
-        [
-            Series(q.upper(), color, [scenarios[n]["settle_latency_ms"][q] for n in settled_names])
-            for q, color in (("p50", LIGHT), ("p95", MID), ("p99", DARK))
-        ],
-    )
-    return canvas.png()
-
-
-def write_results(results: dict[str, Any], directory: Path) -> dict[str, Path]:
+def write_results(results: dict[str, Any], directory: Path, baseline: dict[str, Any] | None = None) -> dict[str, Path]:
     """Write latest.json, latest.md and latest.png into `directory`; returns their paths."""
     directory.mkdir(parents=True, exist_ok=True)
     paths = {"json": directory / "latest.json", "md": directory / "latest.md", "png": directory / "latest.png"}
+    if baseline is not None:
+        results["baseline"] = {key: baseline.get(key) for key in ("started_at", "command", "duration_s")}
     paths["json"].write_text(json.dumps(results, indent=2, default=str) + "\n")
-    paths["md"].write_text(markdown(results))
-    paths["png"].write_bytes(chart(results))
+    paths["md"].write_text(markdown(results, baseline))
+    paths["png"].write_bytes(chart(results, baseline))
     return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.report", description=__doc__)
+    parser.add_argument("results", type=Path, help="a latest.json")
+    parser.add_argument("--baseline", type=Path, help="an older latest.json to show beside it")
+    parser.add_argument("--out", type=Path, help="where latest.md and latest.png go (default: beside the results)")
+    args = parser.parse_args(argv)
+    results = read_results(args.results)
+    baseline = read_results(args.baseline) if args.baseline else None
+    directory = args.out or args.results.parent
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "latest.md").write_text(markdown(results, baseline))
+    (directory / "latest.png").write_bytes(chart(results, baseline))
+    print(f"wrote {directory / 'latest.md'} and {directory / 'latest.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

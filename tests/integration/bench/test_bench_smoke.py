@@ -1,8 +1,9 @@
-"""`wallet bench --smoke`: the benchmark runs the whole stack end to end and reports every figure.
+"""`wallet bench --smoke`: the benchmark runs the whole stack and the floor end to end and reports every figure.
 
 Only the smoke run belongs to the suite: the benchmark's figures are measured and reported, never pass/fail
 (a crowded CI machine must not fail the suite). What is checked is that the command works: every key is
-written, the numbers are plausible, no request failed, and every accepted transfer was settled.
+written, the numbers are plausible, no request failed, every accepted transfer was settled, and the floor
+ran in the same interleaved rounds as the service and pgbench.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.report import main as report_main
 from tests.support.processes import PROJECT_ROOT, service_env
 
 pytestmark = [
@@ -24,6 +26,13 @@ pytestmark = [
 
 HEADLINE_KEYS = (
     "ratio_to_pgbench",
+    "ratio_to_floor",
+    "cpu_ratio_to_floor",
+    "floor_settled_per_s",
+    "floor_cpu_ms_per_transfer",
+    "cpu_ms_per_transfer",
+    "api_peak_rss_mib",
+    "worker_peak_rss_mib",
     "hot_to_uniform",
     "p99_accept_ms_at_half_load",
     "settled_per_s",
@@ -59,6 +68,17 @@ def test_wallet_bench_smoke_run_writes_every_figure_from_a_real_run(tmp_path: Pa
     assert results["hot_to_uniform"] > 0
     assert 0 < results["p99_accept_ms_at_half_load"] < 60_000
     assert results["webhooks_per_s"] > 0
+    assert results["floor_settled_per_s"] > 0
+    assert results["ratio_to_floor"] > 0
+    assert results["cpu_ratio_to_floor"] > 0
+    assert results["floor_cpu_ms_per_transfer"] > 0
+    assert results["cpu_ms_per_transfer"] > 0
+    assert results["api_peak_rss_mib"] > 0
+    assert results["worker_peak_rss_mib"] > 0
+    assert set(results["cpu_ms_per_transfer_split"]) >= {"api", "worker", "postgres", "redis"}
+    assert set(results["floor_cpu_ms_per_transfer_split"]) == {"app", "postgres", "total"}
+    assert results["floor_cpu_ms_per_transfer_split"]["app"] > 0
+    assert results["load_average_1m_during_rounds"]["max"] >= 0
     assert set(results["targets"]) == {
         "ratio_to_pgbench",
         "hot_to_uniform",
@@ -87,5 +107,34 @@ def test_wallet_bench_smoke_run_writes_every_figure_from_a_real_run(tmp_path: Pa
         assert scenario["settle_latency_ms"]["p99"] > 0
     assert results["scenarios"]["webhook_burst"]["stored_in_window"] > 0
 
-    assert "pgbench" in (tmp_path / "latest.md").read_text()
-    assert (tmp_path / "latest.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    rounds = results["rounds"]
+    assert rounds["count"] == results["parameters"]["rounds"] >= 2
+    assert len(rounds["service_uniform"]) == len(rounds["floor"]) == len(rounds["pgbench"]) == rounds["count"]
+    for row in rounds["per_round"]:
+        assert row["service_settled_per_s"] > 0, row
+        assert row["floor_settled_per_s"] > 0, row
+        assert row["pgbench_tps"] > 0, row
+    for floor_round in rounds["floor"]:
+        assert floor_round["errors_by_status"] == {}, floor_round["errors_by_status"]
+        # Its 200 is a commit: every request answered in the window is a transfer in the floor's ledger.
+        assert floor_round["committed_in_window"] > 0
+        assert floor_round["memory_peak_rss_mib"]["floor"] > 0
+    assert results["floor"]["ledger_check_problems"] == []
+
+    markdown = (tmp_path / "latest.md").read_text()
+    assert "pgbench" in markdown
+    assert "ratio_to_floor" in markdown
+    png = (tmp_path / "latest.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    assert len(png) < 60_000
+
+    # A before/after report from two results files, without running again (`python -m bench.report`).
+    compared = tmp_path / "compared"
+    assert (
+        report_main(
+            [str(tmp_path / "latest.json"), "--baseline", str(tmp_path / "latest.json"), "--out", str(compared)]
+        )
+        == 0
+    )
+    assert "| figure | before (" in (compared / "latest.md").read_text()
+    assert (compared / "latest.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
