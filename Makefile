@@ -4,7 +4,7 @@ SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 PYTHON ?= python3
 
-.PHONY: up test lint typecheck check install
+.PHONY: up test test-fast lint typecheck check install
 
 $(UV):
 	$(PYTHON) -m pip install --user --quiet uv || $(PYTHON) -m pip install --quiet uv
@@ -17,6 +17,10 @@ up: install
 
 test: install
 	$(UV) run pytest
+
+# The in-process tier: everything but the tests that drive real API and worker processes (marked e2e).
+test-fast: install
+	$(UV) run pytest -m "not e2e"
 
 lint: install
 	$(UV) run ruff check app tasks tests migrations bench celeryconfig.py

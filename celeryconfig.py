@@ -7,15 +7,14 @@ is the record of pending work, and beat re-enqueues whatever waits too long.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from kombu import Queue
 
 from app.config import get_settings
+from app.lib.tasks import BEAT_SCHEDULE, QUEUE_OF, QueueName
 
 _settings = get_settings()
 
-broker_url = _settings.redis_url
+broker_url = _settings.redis.url
 broker_connection_retry_on_startup = True
 broker_connection_timeout = 2
 broker_transport_options = {
@@ -43,41 +42,17 @@ task_soft_time_limit = 240
 # single cost of a settled transfer in the benchmark's profile. Off unless CELERY_TASK_EVENTS=true; Flower
 # needs no setting, it sends `enable_events` to the workers itself while it runs (only `task-sent` then
 # stays off, so Flower shows tasks from `received` on).
-worker_send_task_events = _settings.celery_task_events
-task_send_sent_event = _settings.celery_task_events
+worker_send_task_events = _settings.worker.celery_task_events
+task_send_sent_event = _settings.worker.celery_task_events
 worker_hijack_root_logger = False
 # Our logging already writes to stdout; Celery re-logging stdout would print every line twice.
 worker_redirect_stdouts = False
 
 imports = ("tasks.keys", "tasks.ledger", "tasks.idempotency", "tasks.payments")
 
-SETTLEMENT_QUEUE = "settlement"
-WEBHOOKS_QUEUE = "webhooks"
-MAINTENANCE_QUEUE = "maintenance"
-
-task_default_queue = MAINTENANCE_QUEUE
-task_queues = (Queue(SETTLEMENT_QUEUE), Queue(WEBHOOKS_QUEUE), Queue(MAINTENANCE_QUEUE))
-task_routes = {
-    "tasks.ledger.settle_transfers": {"queue": SETTLEMENT_QUEUE},
-    "tasks.payments.process_webhook_event": {"queue": WEBHOOKS_QUEUE},
-    "tasks.payments.apply_received_webhooks": {"queue": WEBHOOKS_QUEUE},
-    # Not beside the webhooks: a slow Paystack holds a verification for half a minute, and beat sends up to
-    # a hundred at once, which must not hold back the crediting of webhooks already stored.
-    "tasks.payments.verify_deposit": {"queue": MAINTENANCE_QUEUE},
-    "tasks.*": {"queue": MAINTENANCE_QUEUE},
+task_default_queue = QueueName.MAINTENANCE.value
+task_queues = tuple(Queue(queue.value) for queue in QueueName)
+task_routes = {str(task): {"queue": queue.value} for task, queue in QUEUE_OF.items()} | {
+    "tasks.*": {"queue": QueueName.MAINTENANCE.value}
 }
-
-beat_schedule = {
-    "sweep-expired-api-keys": {"task": "tasks.keys.sweep_expired_keys", "schedule": timedelta(minutes=1)},
-    "requeue-stale-transfers": {"task": "tasks.ledger.requeue_stale_transfers", "schedule": timedelta(seconds=15)},
-    "check-ledger": {"task": "tasks.ledger.check_ledger", "schedule": timedelta(minutes=10)},
-    "purge-idempotency-records": {
-        "task": "tasks.idempotency.purge_expired_records",
-        "schedule": timedelta(hours=1),
-    },
-    "verify-stale-deposits": {"task": "tasks.payments.verify_stale_deposits", "schedule": timedelta(minutes=1)},
-    "requeue-unprocessed-webhooks": {
-        "task": "tasks.payments.requeue_unprocessed_webhooks",
-        "schedule": timedelta(minutes=1),
-    },
-}
+beat_schedule = {str(task): {"task": str(task), "schedule": every} for task, every in BEAT_SCHEDULE.items()}

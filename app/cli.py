@@ -28,7 +28,7 @@ def cmd_migrate(_: argparse.Namespace) -> int:
     from app.lib.infra import create_database_if_missing
     from app.lib.migrations import upgrade
 
-    url = get_settings().database_url
+    url = get_settings().database.url
     create_database_if_missing(url)
     upgrade(url)
     print("migrations applied")
@@ -42,9 +42,9 @@ def cmd_api(args: argparse.Namespace) -> int:
     settings.check_safe_to_start()
     uvicorn.run(
         "app.main:app",
-        host=args.host or settings.api_host,
-        port=args.port or settings.api_port,
-        workers=args.workers or settings.api_workers,
+        host=args.host or settings.http.host,
+        port=args.port or settings.http.port,
+        workers=args.workers or settings.http.workers,
         log_config=None,
         access_log=False,
         proxy_headers=False,
@@ -71,10 +71,10 @@ def cmd_ledger_check(_: argparse.Namespace) -> int:
     import asyncio
 
     from app.domain.wallets.checks import check_ledger
-    from app.lib.db import create_engine, session_maker
+    from app.lib.db import session_maker
 
     async def check() -> int:
-        engine = create_engine(get_settings())
+        engine = get_settings().database.create_engine()
         try:
             async with session_maker(engine)() as session:
                 report = await check_ledger(session)
@@ -113,10 +113,10 @@ def cmd_review_list(args: argparse.Namespace) -> int:
     import json
 
     from app.domain.review.service import ReviewQueue
-    from app.lib.db import create_engine, session_maker
+    from app.lib.db import session_maker
 
     async def load() -> list[dict[str, object]]:
-        engine = create_engine(get_settings())
+        engine = get_settings().database.create_engine()
         try:
             async with session_maker(engine)() as session:
                 items = await ReviewQueue(session).items(include_resolved=args.all)
@@ -162,17 +162,19 @@ def cmd_review_resolve(args: argparse.Namespace) -> int:
     import asyncio
 
     from app.domain.review.service import Resolution, ReviewQueue
-    from app.lib.db import create_engine, session_maker
+    from app.lib.db import session_maker
+    from app.lib.uow import UnitOfWork
 
     operator = _operator_name()
 
     async def resolve() -> Resolution:
-        engine = create_engine(get_settings())
+        engine = get_settings().database.create_engine()
         try:
             async with session_maker(engine)() as session:
-                resolution = await ReviewQueue(session).resolve(args.reference, note=args.note, operator=operator)
-                await session.commit()
-                return resolution
+                uow = UnitOfWork(session)
+                return await uow.run(
+                    lambda: ReviewQueue(session).resolve(args.reference, note=args.note, operator=operator)
+                )
         finally:
             await engine.dispose()
 
@@ -224,13 +226,14 @@ def cmd_token(args: argparse.Namespace) -> int:
     import json
 
     from app.domain.auth.sign_in import sign_in_locally
-    from app.lib.db import create_engine, session_maker
+    from app.lib.db import session_maker
+    from app.lib.uow import UnitOfWork
 
     async def mint() -> dict[str, object]:
-        engine = create_engine(settings)
+        engine = settings.database.create_engine()
         try:
             async with session_maker(engine)() as session:
-                signed_in = await sign_in_locally(session, settings, email=email, name=args.name)
+                signed_in = await sign_in_locally(UnitOfWork(session), settings, email=email, name=args.name)
         finally:
             await engine.dispose()
         return {

@@ -1,28 +1,268 @@
-"""Settings, read once from the environment and `.env` (real environment variables win).
+"""Settings by concern, read once from the environment and `.env` (real environment variables win).
 
-Every setting is documented in `.env.sample`. `get_settings()` is cached: the process reads its
-configuration once, at start-up, and `Settings.check_safe_to_start()` refuses an unsafe one.
+Each concern (database, Redis, auth, Paystack, money, HTTP, logs, workers) is a small frozen dataclass whose
+fields name their environment variable; `.env.sample` documents every one. `get_settings()` reads them once
+per process, and `Settings.check_safe_to_start()` refuses a configuration that would leak or forge money.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 DEVELOPMENT_JWT_SECRET = "development-only-secret-change-me-before-production"  # noqa: S105
-"""The default `JWT_SECRET`: fine on a laptop, refused in production."""
+"""The default `JWT_SECRET`: fine on a laptop, refused elsewhere."""
 
 MIN_JWT_SECRET_LENGTH = 32
 APP_ENVIRONMENTS = ("development", "test", "production")
+PRODUCTION_RATE_LIMIT_PER_MINUTE = 600
+"""The limit in production when RATE_LIMIT_PER_MINUTE is not set: a deployment is protected unless it opts
+out with 0. Elsewhere the default is off, so local load and test runs are not throttled."""
 
 
 class UnsafeConfigurationError(RuntimeError):
-    """Raised at start-up when `APP_ENV=production` and a setting is unsafe or missing."""
+    """Raised at start-up when a setting is unsafe, missing or unreadable; the message names each one."""
+
+
+def env(name: str, default: Any) -> Any:
+    """A settings field read from the environment variable `name`."""
+    return field(default=default, metadata={"env": name})
+
+
+def env_list(name: str) -> Any:
+    """A comma-separated list read from the environment variable `name`."""
+    return field(default_factory=list, metadata={"env": name})
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    url: str = env("DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/wallet")
+    """SQLAlchemy URL of the ledger's PostgreSQL database (asyncpg driver)."""
+    pool_size: int = env("DATABASE_POOL_SIZE", 10)
+    """Connections each process keeps open to PostgreSQL (as many again may overflow under bursts)."""
+
+    def create_engine(self) -> AsyncEngine:
+        """The process's one engine (the API hands it to advanced-alchemy; workers and commands use it)."""
+        from sqlalchemy.ext.asyncio import create_async_engine
+
+        return create_async_engine(
+            self.url,
+            pool_size=self.pool_size,
+            max_overflow=self.pool_size,
+            # A connection that died while idle (a restart, a terminated backend) is replaced at checkout
+            # instead of failing the next request once the database is back.
+            pool_pre_ping=True,
+            pool_timeout=5,
+            # A server that vanished must become a quick 503, not a request that hangs.
+            connect_args={"timeout": 5, "command_timeout": 30, "server_settings": {"application_name": "wallet"}},
+        )
+
+
+@dataclass(frozen=True)
+class RedisSettings:
+    url: str = env("REDIS_URL", "redis://127.0.0.1:6379/0")
+    """Celery's broker, sign-in flows, the token deny-list, rate limits, notifications, counters."""
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    jwt_secret: str = env("JWT_SECRET", DEVELOPMENT_JWT_SECRET)
+    """Signs our access tokens (and, derived, pagination cursors); 32+ random characters outside development."""
+    jwt_algorithm: str = env("JWT_ALGORITHM", "HS256")
+    """Pinned: tokens signed any other way are refused."""
+    jwt_expires_minutes: int = env("JWT_EXPIRES_MINUTES", 60)
+    """Lifetime of an access token."""
+    jwt_issuer: str = env("JWT_ISSUER", "wallet-service")
+    """`iss` of our tokens."""
+    jwt_audience: str = env("JWT_AUDIENCE", "wallet-service-api")
+    """`aud` of our tokens."""
+    google_client_id: str = env("GOOGLE_CLIENT_ID", "")
+    """OAuth client id at the OpenID Connect provider."""
+    google_client_secret: str = env("GOOGLE_CLIENT_SECRET", "")
+    """OAuth client secret at the provider."""
+    google_redirect_uri: str = env("GOOGLE_REDIRECT_URI", "http://127.0.0.1:8000/auth/google/callback")
+    """Where the provider sends the browser back; registered with the provider."""
+    google_discovery_url: str = env(
+        "GOOGLE_DISCOVERY_URL", "https://accounts.google.com/.well-known/openid-configuration"
+    )
+    """The provider's discovery document (any OpenID Connect provider works)."""
+
+
+@dataclass(frozen=True)
+class PaystackSettings:
+    secret_key: str = env("PAYSTACK_SECRET_KEY", "")
+    """Authenticates our calls to Paystack (and, by default, signs its webhooks)."""
+    public_key: str = env("PAYSTACK_PUBLIC_KEY", "")
+    """For clients that open Paystack's popup themselves; the service does not use it."""
+    base_url: str = env("PAYSTACK_BASE_URL", "https://api.paystack.co")
+    """Paystack's API (a stand-in's address in tests)."""
+    callback_url: str = env("PAYSTACK_CALLBACK_URL", "")
+    """Where Paystack sends the customer after paying; empty keeps the dashboard's."""
+    webhook_secret_setting: str = env("PAYSTACK_WEBHOOK_SECRET", "")
+    """Key of the webhook HMAC; empty means the secret key, which is what Paystack signs with."""
+    webhook_ips: list[str] = env_list("PAYSTACK_WEBHOOK_IPS")
+    """Addresses allowed to deliver webhooks; empty allows any."""
+    timeout_seconds: float = env("PAYSTACK_TIMEOUT_SECONDS", 10.0)
+    """How long one call to Paystack may take."""
+
+    @property
+    def webhook_secret(self) -> str:
+        return self.webhook_secret_setting or self.secret_key
+
+
+@dataclass(frozen=True)
+class MoneySettings:
+    currency: str = env("CURRENCY", "NGN")
+    """Currency of new wallets."""
+    deposit_min_amount: int = env("DEPOSIT_MIN_AMOUNT", 1)
+    """Smallest deposit in kobo: the contract's floor is 1; raise it to Paystack's minimum for a 400, not a 502."""
+    deposit_max_amount: int = env("DEPOSIT_MAX_AMOUNT", 1_000_000_000_000)
+    """Largest deposit in kobo."""
+    deposit_abandoned_final_hours: int = env("DEPOSIT_ABANDONED_FINAL_HOURS", 24)
+    """Age after which an `abandoned` Paystack transaction is final: the deposit becomes `abandoned`."""
+    deposit_verify_after_seconds: int = env("DEPOSIT_VERIFY_AFTER_SECONDS", 300)
+    """Beat verifies deposits still pending after this long, in case the webhook never arrives."""
+    transfer_wait_ms: int = env("TRANSFER_WAIT_MS", 2000)
+    """How long `POST /wallet/transfer` waits for settlement before answering 202."""
+    settlement_batch_size: int = env("SETTLEMENT_BATCH_SIZE", 500)
+    """Most pending transfers one settlement transaction claims."""
+    stale_transfer_seconds: int = env("STALE_TRANSFER_SECONDS", 30)
+    """Beat re-enqueues settlement for transfers pending longer than this."""
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    host: str = env("API_HOST", "127.0.0.1")
+    """`wallet api`'s listen address."""
+    port: int = env("API_PORT", 8000)
+    """`wallet api`'s port."""
+    workers: int = env("API_WORKERS", 1)
+    """uvicorn worker processes of `wallet api`."""
+    rate_limit_per_minute: int = env("RATE_LIMIT_PER_MINUTE", 0)
+    """Requests per minute per verified user, API key or client address; 0 is off (600 in production when unset)."""
+    max_body_bytes: int = env("MAX_BODY_BYTES", 64 * 1024)
+    """Largest accepted request body (413 above)."""
+    request_body_timeout_seconds: float = env("REQUEST_BODY_TIMEOUT_SECONDS", 5.0)
+    """A request body not received whole within this is answered 408 and its connection closed."""
+    max_requests_in_flight_per_caller: int = env("MAX_REQUESTS_IN_FLIGHT_PER_CALLER", 8)
+    """Requests of one user (all their tokens and keys) served at once per API process; more wait their turn."""
+    cors_origins: list[str] = env_list("CORS_ORIGINS")
+    """Origins allowed by CORS; empty sends no CORS headers."""
+    trusted_proxies: list[str] = env_list("TRUSTED_PROXIES")
+    """Reverse proxies whose `X-Forwarded-For` is believed for the client address."""
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    level: str = env("LOG_LEVEL", "INFO")
+    """Lowest level written."""
+    file: str = env("LOG_FILE", "logs/app.log")
+    """Rotating log file (10 MB x 5); empty logs to stdout only."""
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    celery_task_events: bool = env("CELERY_TASK_EVENTS", False)
+    """Task events from the start: a broker publish per task state; Flower turns them on while it watches."""
+
+
+CONCERNS: dict[str, type] = {
+    "database": DatabaseSettings,
+    "redis": RedisSettings,
+    "auth": AuthSettings,
+    "paystack": PaystackSettings,
+    "money": MoneySettings,
+    "http": HttpSettings,
+    "log": LogSettings,
+    "worker": WorkerSettings,
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The service's whole configuration, by concern."""
+
+    app_env: str = env("APP_ENV", "development")
+    """`development`, `test` or `production`."""
+    app_name: str = "wallet-service"
+    app_version: str = "0.1.0"
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    redis: RedisSettings = field(default_factory=RedisSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    paystack: PaystackSettings = field(default_factory=PaystackSettings)
+    money: MoneySettings = field(default_factory=MoneySettings)
+    http: HttpSettings = field(default_factory=HttpSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+    worker: WorkerSettings = field(default_factory=WorkerSettings)
+
+    @property
+    def is_production(self) -> bool:
+        return self.app_env == "production"
+
+    def replaced(self, **values: Any) -> Settings:
+        """A copy with some settings changed, named like their environment variables in lower case
+        (`paystack_base_url=...`): how tests and the benchmark vary one setting."""
+        by_concern: dict[str, dict[str, Any]] = {}
+        top: dict[str, Any] = {}
+        for name, value in values.items():
+            if name in _TOP_LEVEL:
+                top[name] = value
+                continue
+            try:
+                concern, attribute = SETTING_VARIABLES[name.upper()]
+            except KeyError:
+                msg = f"no setting is called {name.upper()}"
+                raise TypeError(msg) from None
+            by_concern.setdefault(concern, {})[attribute] = value
+        for concern, changes in by_concern.items():
+            top[concern] = replace(getattr(self, concern), **changes)
+        return replace(self, **top)
+
+    def check_safe_to_start(self) -> None:
+        """Refuse to run with a configuration that would leak or forge money.
+
+        Outside development the JWT secret must be a real one; in production the Paystack and Google
+        credentials must be there too. An unknown `APP_ENV` is refused rather than treated as development
+        (a typo must not switch the checks, `wallet token` and the test hooks back on).
+
+        Raises:
+            UnsafeConfigurationError: naming every setting that is wrong.
+        """
+        problems: list[str] = []
+        auth = self.auth
+        if self.app_env not in APP_ENVIRONMENTS:
+            problems.append(f"APP_ENV must be one of {', '.join(APP_ENVIRONMENTS)}, not {self.app_env!r}")
+        elif self.app_env != "development" and (
+            auth.jwt_secret == DEVELOPMENT_JWT_SECRET or len(auth.jwt_secret) < MIN_JWT_SECRET_LENGTH
+        ):
+            problems.append(f"JWT_SECRET must be a random secret of at least {MIN_JWT_SECRET_LENGTH} characters")
+        if self.is_production:
+            if auth.jwt_algorithm not in {"HS256", "HS384", "HS512"}:
+                problems.append("JWT_ALGORITHM must be one of HS256, HS384, HS512")
+            required = {
+                "PAYSTACK_SECRET_KEY": self.paystack.secret_key,
+                "GOOGLE_CLIENT_ID": auth.google_client_id,
+                "GOOGLE_CLIENT_SECRET": auth.google_client_secret,
+                "GOOGLE_REDIRECT_URI": auth.google_redirect_uri,
+            }
+            problems.extend(f"{name} is required in production" for name, value in required.items() if not value)
+        if problems:
+            raise UnsafeConfigurationError(f"unsafe configuration for APP_ENV={self.app_env}: " + "; ".join(problems))
+
+
+_TOP_LEVEL = {"app_env", "app_name", "app_version"}
+SETTING_VARIABLES: dict[str, tuple[str, str]] = {
+    f.metadata["env"]: (concern, f.name) for concern, concern_class in CONCERNS.items() for f in fields(concern_class)
+}
+"""Environment variable -> (concern, field): one table for reading and for `Settings.replaced`."""
 
 
 def _read_dotenv(path: Path) -> dict[str, str]:
@@ -43,163 +283,40 @@ def _read_dotenv(path: Path) -> dict[str, str]:
     return values
 
 
-def _env(name: str, default: str = "", *, source: dict[str, str]) -> str:
-    return source.get(name, default)
-
-
-def _int(name: str, default: int, *, source: dict[str, str]) -> int:
-    raw = source.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        return int(raw)
-    except ValueError as exc:
-        msg = f"{name} must be an integer, got {raw!r}"
-        raise UnsafeConfigurationError(msg) from exc
-
-
-def _list(name: str, *, source: dict[str, str], default: str = "") -> list[str]:
-    return [item.strip() for item in source.get(name, default).split(",") if item.strip()]
-
-
-@dataclass(frozen=True)
-class Settings:
-    """The service's whole configuration. Field names are the environment variables, lower-cased."""
-
-    app_env: str = "development"
-    """`development`, `test` or `production`."""
-    app_name: str = "wallet-service"
-    app_version: str = "0.1.0"
-
-    database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/wallet"
-    """SQLAlchemy URL of the ledger's PostgreSQL database (asyncpg driver)."""
-    database_pool_size: int = 10
-    """Connections each process keeps open to PostgreSQL."""
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    """Redis: Celery's broker and result backend, sessions, token deny-list, rate limits, notifications."""
-
-    jwt_secret: str = DEVELOPMENT_JWT_SECRET
-    jwt_algorithm: str = "HS256"
-    jwt_expires_minutes: int = 60
-    jwt_issuer: str = "wallet-service"
-    jwt_audience: str = "wallet-service-api"
-
-    google_client_id: str = ""
-    google_client_secret: str = ""
-    google_redirect_uri: str = "http://127.0.0.1:8000/auth/google/callback"
-    google_discovery_url: str = "https://accounts.google.com/.well-known/openid-configuration"
-
-    paystack_secret_key: str = ""
-    paystack_public_key: str = ""
-    paystack_base_url: str = "https://api.paystack.co"
-    paystack_callback_url: str = ""
-    paystack_webhook_secret: str = ""
-    """Key of the webhook HMAC; empty means the secret key, which is what Paystack signs with."""
-    paystack_webhook_ips: list[str] = field(default_factory=list)
-    """Allowed webhook source addresses; empty allows any."""
-    trusted_proxies: list[str] = field(default_factory=list)
-    """Addresses of reverse proxies whose `X-Forwarded-For` is believed for the client address."""
-    paystack_timeout_seconds: float = 10.0
-
-    currency: str = "NGN"
-    deposit_min_amount: int = 1
-    """Smallest deposit in kobo. The contract's floor is 1; raise it to Paystack's own minimum for the currency
-    to refuse with a 400 what Paystack would refuse at initialise (a 502)."""
-    deposit_max_amount: int = 1_000_000_000_000
-    deposit_abandoned_final_hours: int = 24
-    """Age after which an `abandoned` Paystack transaction is final: the deposit becomes `abandoned`."""
-    deposit_verify_after_seconds: int = 300
-    """Beat verifies deposits still pending after this long, in case the webhook never arrives."""
-
-    transfer_wait_ms: int = 2000
-    settlement_batch_size: int = 500
-    stale_transfer_seconds: int = 30
-    """Beat re-enqueues settlement for transfers pending longer than this."""
-
-    rate_limit_per_minute: int = 0
-    max_body_bytes: int = 64 * 1024
-    request_body_timeout_seconds: float = 5.0
-    """A request body not received whole within this is answered 408 and its connection closed."""
-    max_requests_in_flight_per_caller: int = 8
-    """Requests of one user (all their tokens and keys) served at once per API process; more wait their turn."""
-    cors_origins: list[str] = field(default_factory=list)
-    log_level: str = "INFO"
-    log_file: str = "logs/app.log"
-
-    celery_task_events: bool = False
-    """Workers send task events (and clients `task-sent`) from the start. Off by default: they cost a broker
-    publish per task state; Flower switches a worker's events on by itself while it watches."""
-
-    api_host: str = "127.0.0.1"
-    api_port: int = 8000
-    api_workers: int = 1
-
-    @property
-    def is_production(self) -> bool:
-        return self.app_env == "production"
-
-    @property
-    def webhook_secret(self) -> str:
-        return self.paystack_webhook_secret or self.paystack_secret_key
-
-    def check_safe_to_start(self) -> None:
-        """Refuse to run with a configuration that would leak or forge money.
-
-        Outside development the JWT secret must be a real one; in production the Paystack and Google
-        credentials must be there too. An unknown `APP_ENV` is refused rather than treated as development
-        (a typo must not switch the checks, `wallet token` and the test hooks back on).
-
-        Raises:
-            UnsafeConfigurationError: naming every setting that is wrong.
-        """
-        problems: list[str] = []
-        if self.app_env not in APP_ENVIRONMENTS:
-            problems.append(f"APP_ENV must be one of {', '.join(APP_ENVIRONMENTS)}, not {self.app_env!r}")
-        elif self.app_env != "development" and (
-            self.jwt_secret == DEVELOPMENT_JWT_SECRET or len(self.jwt_secret) < MIN_JWT_SECRET_LENGTH
-        ):
-            problems.append(f"JWT_SECRET must be a random secret of at least {MIN_JWT_SECRET_LENGTH} characters")
-        if self.is_production:
-            if self.jwt_algorithm not in {"HS256", "HS384", "HS512"}:
-                problems.append("JWT_ALGORITHM must be one of HS256, HS384, HS512")
-            for name in ("paystack_secret_key", "google_client_id", "google_client_secret", "google_redirect_uri"):
-                if not getattr(self, name):
-                    problems.append(f"{name.upper()} is required in production")
-        if problems:
-            raise UnsafeConfigurationError(f"unsafe configuration for APP_ENV={self.app_env}: " + "; ".join(problems))
-
-
-PRODUCTION_RATE_LIMIT_PER_MINUTE = 600
-"""The limit in production when RATE_LIMIT_PER_MINUTE is not set: a deployment is protected unless it opts
-out with 0. Elsewhere the default is off, so local load and test runs are not throttled."""
-
-_LIST_FIELDS = {"paystack_webhook_ips", "trusted_proxies", "cors_origins"}
-_FLOAT_FIELDS = {"paystack_timeout_seconds", "request_body_timeout_seconds"}
+def _parse(name: str, raw: str, default: Any) -> Any:
+    """The text of variable `name` as the type of its default."""
+    if isinstance(default, list) or default is None:
+        return [item.strip() for item in raw.split(",") if item.strip()]
+    if isinstance(default, bool):
+        return raw.strip().lower() in {"1", "true", "yes", "on"}
+    if isinstance(default, int | float):
+        text = raw.strip()
+        if not text:
+            return default
+        try:
+            return type(default)(text)
+        except ValueError as exc:
+            kind = "an integer" if isinstance(default, int) else "a number"
+            msg = f"{name} must be {kind}, got {raw!r}"
+            raise UnsafeConfigurationError(msg) from exc
+    return raw
 
 
 def load_settings(environ: dict[str, str] | None = None, dotenv: Path | None = None) -> Settings:
-    """Build `Settings` from `.env` overlaid by the real environment."""
+    """Build `Settings` from `.env` overlaid by the real environment (or `environ`)."""
     env_file = dotenv if dotenv is not None else Path(os.environ.get("WALLET_ENV_FILE", PROJECT_ROOT / ".env"))
     source = _read_dotenv(env_file)
     source.update(os.environ if environ is None else environ)
     values: dict[str, Any] = {}
-    for f in fields(Settings):
-        name = f.name.upper()
-        if name not in source:
-            continue
-        if f.name in _LIST_FIELDS:
-            values[f.name] = _list(name, source=source)
-        elif f.name in _FLOAT_FIELDS:
-            values[f.name] = float(source[name])
-        elif isinstance(f.default, bool):
-            values[f.name] = source[name].strip().lower() in {"1", "true", "yes", "on"}
-        elif isinstance(f.default, int):
-            values[f.name] = _int(name, f.default, source=source)
-        else:
-            values[f.name] = _env(name, source=source)
+    for variable, (concern, attribute) in SETTING_VARIABLES.items():
+        if variable in source:
+            default = getattr(CONCERNS[concern](), attribute)
+            values[f"{variable.lower()}"] = _parse(variable, source[variable], default)
+    if "APP_ENV" in source:
+        values["app_env"] = source["APP_ENV"]
     if "RATE_LIMIT_PER_MINUTE" not in source and values.get("app_env") == "production":
         values["rate_limit_per_minute"] = PRODUCTION_RATE_LIMIT_PER_MINUTE
-    return Settings(**values)
+    return Settings().replaced(**values)
 
 
 @lru_cache(maxsize=1)

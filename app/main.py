@@ -10,26 +10,23 @@ from litestar import Litestar
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.prometheus import PrometheusConfig
-from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from app.config import Settings, get_settings
-from app.domain.auth.credentials import CredentialVerifier
-from app.domain.auth.guards import VERIFIER_STATE_KEY, provide_caller
-from app.domain.payments.controllers import start_paystack_client, stop_paystack_client
+from app.domain.auth.guards import provide_caller
+from app.domain.auth.rate_limit import RateLimitMiddleware
 from app.domain.routes import ROUTE_HANDLERS
-from app.domain.wallets.notifications import start_settlement_notifier, stop_settlement_notifier
 from app.lib.db import sqlalchemy_config
 from app.lib.errors import exception_to_response
-from app.lib.inflight import LIMITER_STATE_KEY, CallerSlots, RequestBodyMiddleware
+from app.lib.inflight import RequestBodyMiddleware
 from app.lib.logging import RequestIdMiddleware, configure_logging
 from app.lib.migrations import ensure_migrated
-from app.lib.ratelimit import RateLimitMiddleware
-from app.lib.redis import create_redis
 from app.lib.schema import StrictRequest
+from app.process import DEPENDENCIES, PROCESS_STATE_KEY, ApiProcess, process_of
 
 if TYPE_CHECKING:
     from litestar.types import ControllerRouterHandler
@@ -71,17 +68,15 @@ _prometheus = PrometheusConfig(app_name="wallet", prefix="wallet", group_path=Tr
 def create_app(
     settings: Settings | None = None, extra_route_handlers: list[ControllerRouterHandler] | None = None
 ) -> Litestar:
-    """Build the application. Refuses to start with an unsafe production configuration."""
+    """Build the application. Refuses to start with an unsafe configuration."""
     settings = settings or get_settings()
     settings.check_safe_to_start()
     configure_logging(settings)
-    db_config = sqlalchemy_config(settings)
+    engine = settings.database.create_engine()
+    db_config = sqlalchemy_config(engine)
 
-    async def open_redis(app: Litestar) -> None:
-        app.state.redis = create_redis(settings.redis_url)
-        app.state[VERIFIER_STATE_KEY] = CredentialVerifier(
-            settings, app.state.redis, async_sessionmaker(db_config.get_engine(), expire_on_commit=False)
-        )
+    async def start_process(app: Litestar) -> None:
+        app.state[PROCESS_STATE_KEY] = ApiProcess.start(settings, engine)
 
     async def migrate_outside_production(_: Litestar) -> None:
         # Convenience for local runs: a fresh database works without a separate `wallet migrate`.
@@ -89,33 +84,32 @@ def create_app(
         if settings.is_production:
             return
         try:
-            if await ensure_migrated(settings.database_url):
+            if await ensure_migrated(settings.database.url):
                 logger.info("applied pending database migrations at start-up")
         except Exception:
             logger.warning("could not check database migrations at start-up", exc_info=True)
 
-    async def close_redis(app: Litestar) -> None:
-        await app.state.redis.aclose()
+    async def stop_process(app: Litestar) -> None:
+        await process_of(app).stop()
 
     return Litestar(
         route_handlers=[*ROUTE_HANDLERS, *(extra_route_handlers or [])],
         plugins=[SQLAlchemyPlugin(config=db_config)],
-        dependencies={"caller": Provide(provide_caller)},
+        dependencies={"caller": Provide(provide_caller), **DEPENDENCIES},
         exception_handlers={Exception: exception_to_response},
-        middleware=[RequestIdMiddleware, RequestBodyMiddleware, _prometheus.middleware, RateLimitMiddleware],
+        middleware=[
+            RequestIdMiddleware,
+            DefineMiddleware(RequestBodyMiddleware, http=settings.http),
+            _prometheus.middleware,
+            RateLimitMiddleware,
+        ],
         request_class=StrictRequest,
-        cors_config=CORSConfig(allow_origins=settings.cors_origins) if settings.cors_origins else None,
+        cors_config=CORSConfig(allow_origins=settings.http.cors_origins) if settings.http.cors_origins else None,
         openapi_config=_openapi(settings),
-        request_max_body_size=settings.max_body_bytes,
-        on_startup=[open_redis, migrate_outside_production, start_settlement_notifier, start_paystack_client],
-        on_shutdown=[stop_paystack_client, stop_settlement_notifier, close_redis],
-        state=State(
-            {
-                "sqlalchemy_config": db_config,
-                "settings": settings,
-                LIMITER_STATE_KEY: CallerSlots(settings.max_requests_in_flight_per_caller),
-            }
-        ),
+        request_max_body_size=settings.http.max_body_bytes,
+        on_startup=[start_process, migrate_outside_production],
+        on_shutdown=[stop_process],
+        state=State({"sqlalchemy_config": db_config}),
         debug=False,
         logging_config=None,
     )

@@ -29,17 +29,19 @@ async def fund(
     """The funded wallets as (JWT, wallet number), and how long funding took."""
     from app.domain.auth.tokens import issue_token
     from app.domain.auth.users import Identity, UserService
-    from app.lib.db import create_engine, session_maker
+    from app.lib.db import session_maker
+    from app.lib.uow import UnitOfWork
 
     started = time.monotonic()
-    engine = create_engine(settings)
+    engine = settings.database.create_engine()
     sessions = session_maker(engine)
     gate = asyncio.Semaphore(8)
 
     async def make_user(index: int) -> tuple[str, str]:
+        identity = Identity(email=f"bench-{index}@bench.example.com")
         async with gate, sessions() as session:
-            user, wallet = await UserService(session=session).sign_in(
-                Identity(email=f"bench-{index}@bench.example.com"), settings.currency
+            user, wallet = await UnitOfWork(session).run(
+                lambda: UserService(session=session).sign_in(identity, settings.money.currency)
             )
         return issue_token(settings, user_id=user.id, email=user.email).access_token, wallet.number
 

@@ -53,7 +53,7 @@ class Bench:
         self.params = params
         self.args = args
         self.stamp = datetime.now(UTC).strftime("%Y%m%d_%H%M%S") + "_" + secrets.token_hex(2)
-        server_url = args.database_url or get_settings().database_url
+        server_url = args.database_url or get_settings().database.url
         self.pg = PgServer.from_url(server_url)
         self.database = f"wallet_bench_{self.stamp}"
         self.database_url = self.pg.url(self.database)

@@ -20,7 +20,7 @@ target_metadata = m.Base.metadata
 
 
 def _url() -> str:
-    return config.get_main_option("sqlalchemy.url") or get_settings().database_url
+    return config.get_main_option("sqlalchemy.url") or get_settings().database.url
 
 
 def _configure(**kwargs: object) -> None:

@@ -1,8 +1,9 @@
-"""One long-lived event loop, async engine and Redis client per worker process.
+"""One long-lived event loop, engine and Redis client per worker process, and the context tasks run in.
 
 Celery tasks are synchronous and the services are async. `asyncio.run()` per task would leave a pooled
 asyncpg engine attached to a dead loop after the first task, so each process keeps one `asyncio.Runner`
-and makes its engine inside it; the pool then lives as long as the process.
+and makes its engine inside it; the pool then lives as long as the process. A task's coroutine gets a
+`WorkerContext`, whose `unit_of_work()` owns the task's transactions.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from sqlalchemy import event
 from sqlalchemy.util import await_only
 
 from app.config import Settings, get_settings
-from app.lib.db import create_engine, session_maker
+from app.lib.db import session_maker
 from app.lib.logging import configure_logging, request_id_var
 from app.lib.redis import create_redis
+from app.lib.uow import UnitOfWork
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -75,7 +77,7 @@ def _pause_before_writing_commits(session: AsyncSession, seconds: float) -> None
 
 @dataclass
 class WorkerContext:
-    """What a task's coroutine gets: the settings, a session factory and Redis."""
+    """What a task's coroutine gets: the settings, Redis, and units of work over the process's engine."""
 
     settings: Settings
     engine: AsyncEngine
@@ -83,12 +85,13 @@ class WorkerContext:
     redis: Redis
 
     @asynccontextmanager
-    async def session(self) -> AsyncIterator[AsyncSession]:
+    async def unit_of_work(self) -> AsyncIterator[UnitOfWork]:
+        """A unit of work over a session of its own, closed when the block ends."""
         async with self.sessions() as session:
             pause = pause_hook_seconds(TEST_COMMIT_PAUSE_ENV, self.settings.app_env)
             if pause:
                 _pause_before_writing_commits(session, pause)
-            yield session
+            yield UnitOfWork(session)
 
 
 _lock = threading.Lock()
@@ -105,8 +108,8 @@ def _start() -> tuple[asyncio.Runner, WorkerContext]:
             runner = asyncio.Runner()
 
             async def build() -> WorkerContext:
-                engine = create_engine(settings)
-                return WorkerContext(settings, engine, session_maker(engine), create_redis(settings.redis_url))
+                engine = settings.database.create_engine()
+                return WorkerContext(settings, engine, session_maker(engine), create_redis(settings.redis.url))
 
             _context = runner.run(build())
             _runner = runner

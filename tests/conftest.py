@@ -10,7 +10,6 @@ import os
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +25,7 @@ if TYPE_CHECKING:
 
     from app.config import Settings
     from app.lib.infra import Infrastructure
+    from tests.support.users import TestUser
 
 TEST_JWT_SECRET = "test-secret-" + "x" * 40
 _infra: Infrastructure | None = None
@@ -138,9 +138,7 @@ def settings() -> Settings:
 
 @pytest.fixture(scope="session")
 async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
-    from app.lib.db import create_engine
-
-    engine = create_engine(settings)
+    engine = settings.database.create_engine()
     yield engine
     await engine.dispose()
 
@@ -158,7 +156,7 @@ async def db(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
 async def redis(settings: Settings) -> AsyncIterator[Redis]:
     from app.lib.redis import create_redis
 
-    client = create_redis(settings.redis_url)
+    client = create_redis(settings.redis.url)
     yield client
     await client.aclose()
 
@@ -195,35 +193,24 @@ def worker() -> Iterator[ServiceProcess]:
     process.stop()
 
 
-@dataclass
-class TestUser:
-    __test__ = False
-
-    user_id: uuid.UUID
-    email: str
-    wallet_id: uuid.UUID
-    wallet_number: str
-    token: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
-
-
 @pytest.fixture
 def make_user(engine: AsyncEngine, settings: Settings) -> Callable[..., Awaitable[TestUser]]:
-    """Create a user with a wallet through the same service sign-in uses, and a JWT for them."""
-    from app.domain.auth.tokens import issue_token
-    from app.domain.auth.users import Identity, UserService
-    from app.lib.db import session_maker
+    """`await make_user()`: a user with a wallet, made through the sign-in path, and a JWT for them."""
+
+    from tests.support.users import make_user as make_user_with
 
     async def make(email: str | None = None, **identity: Any) -> TestUser:
-        email = email or f"user-{uuid.uuid4().hex[:12]}@example.com"
-        async with session_maker(engine)() as session:
-            user, wallet = await UserService(session=session).sign_in(
-                Identity(email=email, **identity), settings.currency
-            )
-        token = issue_token(settings, user_id=user.id, email=user.email)
-        return TestUser(user.id, user.email, wallet.id, wallet.number, token.access_token)
+        return await make_user_with(engine, settings, email, **identity)
 
     return make
+
+
+E2E_FIXTURES = frozenset({"live_api", "worker", "stack", "small_api", "limited_api"})
+"""Fixtures that start real API or worker processes: a test that uses one (however indirectly) is e2e."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that drives real processes `e2e`, so `make test-fast` (`-m "not e2e"`) leaves them out."""
+    for item in items:
+        if E2E_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)

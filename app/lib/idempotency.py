@@ -1,46 +1,8 @@
-"""`Idempotency-Key` for POST endpoints: a retry replays the first response and does nothing else.
+"""`Idempotency-Key` on POST endpoints: a retry replays the first response and does nothing else.
 
-Records live in PostgreSQL (`idempotency_records`), scoped to the caller's user, keyed by the header (at
-most 255 characters), with the SHA-256 of method + path + raw body as the request's fingerprint:
-
-- a new key is *claimed* first: the record is inserted (ON CONFLICT DO NOTHING) and committed in its own
-  transaction before any work starts, so a concurrent request with the same key sees the claim;
-- same key, same body, first response stored → that response is replayed (same status, same body, plus
-  the header `Idempotent-Replayed: true`), and nothing runs;
-- same key, different method, path or body → 422 `IDEMPOTENCY_KEY_REUSED`;
-- same key while the first request still runs → 409 `IDEMPOTENCY_KEY_IN_USE`;
-- the first request ends with an error answer below 500 (insufficient balance, unknown wallet...) → that
-  answer is stored too and replayed; a 5xx or a crash deletes the claim so the client can simply retry.
-
-How a controller uses it::
-
-    @post("/transfer", guards=[requires(Permission.TRANSFER)])
-    async def transfer(
-        self,
-        request: Request[Any, Any, Any],
-        caller: Caller,
-        db_session: AsyncSession,
-        data: JSONBody[TransferRequest],
-        idempotency_key: IdempotencyKeyHeader = None,
-    ) -> Response[Any]:
-        async def handle(claim: IdempotencyClaim) -> Response[Any]:
-            # Work that commits money should stage its answer inside its own transaction, so the money
-            # and the stored answer commit together (a crash right after the commit then replays it):
-            #     await claim.stage(201, body)   # just before the service's commit (no commit itself)
-            result = await service.do_it(..., before_commit=...)
-            return Response(body, status_code=201)
-
-        return await run_idempotently(
-            db_session, request=request, user_id=caller.user_id, key=idempotency_key, handler=handle
-        )
-
-Without the header, `handler` simply runs (with a claim whose `stage` does nothing). The handler's
-returned `Response` is stored as it is (its `content` must be a msgspec Struct, a dict or a list); an
-exception is re-raised after its answer is stored, so the app's one exception handler renders it.
-
-A claim left unanswered for `CLAIM_LEASE` (its request died before committing anything: a handler that
-commits stages its answer in that same commit) is taken over by the next retry. Records are kept at least
-24 hours (`RETENTION`); `purge_expired_records` deletes older ones (beat runs it).
+A new key is claimed in a transaction of its own before the work (a concurrent retry: 409); the money's
+transaction stages its answer in the same commit (`staged`), so a crash after the commit replays it and never
+does the work again. The rules, leases and retention: `docs/architecture.md` ("Idempotency").
 """
 
 from __future__ import annotations
@@ -48,8 +10,9 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import msgspec
 from litestar import Response
@@ -72,7 +35,10 @@ if TYPE_CHECKING:
     from litestar import Request
     from sqlalchemy.ext.asyncio import AsyncSession
 
+    from app.lib.uow import UnitOfWork
+
 logger = logging.getLogger(__name__)
+R = TypeVar("R")
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -98,6 +64,21 @@ IdempotencyKeyHeader = Annotated[
 """The header parameter of a handler that accepts an `Idempotency-Key`."""
 
 
+@dataclass(frozen=True)
+class Answer:
+    """A response as stored and replayed."""
+
+    status_code: int
+    body: Any
+
+    def as_stored(self) -> tuple[int, Any]:
+        return self.status_code, msgspec.to_builtins(self.body)
+
+
+StagedAnswer = Callable[[object], Answer | None]
+"""Maps a committed transaction's result to the answer that commits with it, or None for another transaction."""
+
+
 def request_fingerprint(method: str, path: str, body: bytes) -> str:
     """SHA-256 (hex) of method, path and raw body: what a retry must match."""
     digest = hashlib.sha256()
@@ -117,56 +98,47 @@ def validate_key(key: str) -> str:
     return key
 
 
-def _jsonable(content: Any) -> Any:
-    return msgspec.to_builtins(content)
+def _replay(status_code: int, body: Any) -> Response[Any]:
+    return Response(body, status_code=status_code, media_type="application/json", headers={REPLAYED_HEADER: "true"})
 
 
-class IdempotencyClaim:
-    """The running request's hold on its key; `stage` records its answer inside the caller's transaction."""
+class _Claim:
+    """The running request's hold on its record: a participant that stages the answer with the money."""
 
-    def __init__(self, session: AsyncSession | None, record_id: UUID | None) -> None:
-        self._session = session
+    def __init__(self, record_id: UUID, staged: StagedAnswer | None) -> None:
         self.record_id = record_id
+        self._staged = staged
+        self.committed: Answer | None = None
+        """The answer committed with the work so far, if any."""
 
-    @property
-    def active(self) -> bool:
-        return self.record_id is not None
-
-    async def stage(self, status_code: int, content: Any) -> None:
-        """Write the answer in the session's current transaction without committing.
-
-        Call it just before a commit that moves money, so the answer and the money commit together. A no-op
-        without an `Idempotency-Key`.
-        """
-        if self._session is None or self.record_id is None:
-            return
-        await self._session.execute(
-            update(m.IdempotencyRecord)
-            .where(m.IdempotencyRecord.id == self.record_id)
-            .values(response_status=status_code, response_body=_jsonable(content))
-            .execution_options(synchronize_session=False)
-        )
+    async def before_commit(self, session: AsyncSession, result: object) -> None:
+        answer = self._staged(result) if self._staged is not None else None
+        if answer is not None:
+            await _store(session, self.record_id, answer)
+            self.committed = answer
 
 
-NO_CLAIM = IdempotencyClaim(None, None)
+async def _store(session: AsyncSession, record_id: UUID, answer: Answer) -> None:
+    status_code, body = answer.as_stored()
+    await session.execute(
+        update(m.IdempotencyRecord)
+        .where(m.IdempotencyRecord.id == record_id)
+        .values(response_status=status_code, response_body=body)
+        .execution_options(synchronize_session=False)
+    )
 
 
-def _replay(record_status: int, body: Any) -> Response[Any]:
-    return Response(body, status_code=record_status, media_type="application/json", headers={REPLAYED_HEADER: "true"})
-
-
-async def _claim(session: AsyncSession, user_id: UUID, key: str, fingerprint: str) -> IdempotencyClaim | Response[Any]:
-    """Claim the key (committed at once), or the replay of its stored answer, or 409/422."""
+async def _claim(session: AsyncSession, user_id: UUID, key: str, fingerprint: str) -> UUID | Response[Any]:
+    """The key's new claim, or the replay of its stored answer. Raises 409/422 (see the module docstring)."""
     for _ in range(MAX_CLAIM_ATTEMPTS):
-        record_id = await session.scalar(
+        record_id: UUID | None = await session.scalar(
             pg_insert(m.IdempotencyRecord)
             .values(user_id=user_id, key=key, request_fingerprint=fingerprint)
             .on_conflict_do_nothing(index_elements=["user_id", "key"])
             .returning(m.IdempotencyRecord.id)
         )
-        await session.commit()
         if record_id is not None:
-            return IdempotencyClaim(session, record_id)
+            return record_id
         record = (
             await session.execute(
                 select(
@@ -178,15 +150,14 @@ async def _claim(session: AsyncSession, user_id: UUID, key: str, fingerprint: st
                 ).where(m.IdempotencyRecord.user_id == user_id, m.IdempotencyRecord.key == key)
             )
         ).one_or_none()
-        await session.commit()
         if record is None:
             continue  # the first request failed with a 5xx and released the key in between: claim again
         if record.request_fingerprint != fingerprint:
             raise IdempotencyKeyReused
         if record.response_status is not None:
-            return _replay(record.response_status, record.response_body)
+            return _replay(int(record.response_status), record.response_body)
         if record.updated_at < datetime.now(UTC) - CLAIM_LEASE:
-            taken = await session.scalar(
+            taken: UUID | None = await session.scalar(
                 update(m.IdempotencyRecord)
                 .where(
                     m.IdempotencyRecord.id == record.id,
@@ -197,47 +168,36 @@ async def _claim(session: AsyncSession, user_id: UUID, key: str, fingerprint: st
                 .returning(m.IdempotencyRecord.id)
                 .execution_options(synchronize_session=False)
             )
-            await session.commit()
             if taken is not None:
                 logger.warning("took over the abandoned claim of Idempotency-Key record %s", record.id)
-                return IdempotencyClaim(session, taken)
+                return taken
         raise IdempotencyKeyInUse
     raise IdempotencyKeyInUse
 
 
-async def _finish(session: AsyncSession, claim: IdempotencyClaim, status_code: int, content: Any) -> None:
+async def _release(session: AsyncSession, record_id: UUID) -> None:
+    """Delete a claim whose request failed with a 5xx, unless its answer was already committed (staged)."""
     await session.execute(
-        update(m.IdempotencyRecord)
-        .where(m.IdempotencyRecord.id == claim.record_id)
-        .values(response_status=status_code, response_body=_jsonable(content))
+        delete(m.IdempotencyRecord)
+        .where(m.IdempotencyRecord.id == record_id, m.IdempotencyRecord.response_status.is_(None))
         .execution_options(synchronize_session=False)
     )
-    await session.commit()
-
-
-async def _release(session: AsyncSession, claim: IdempotencyClaim) -> None:
-    """Delete a claim whose request failed with a 5xx, unless its answer was already committed (staged)."""
-    try:
-        await session.rollback()
-        await session.execute(
-            delete(m.IdempotencyRecord)
-            .where(m.IdempotencyRecord.id == claim.record_id, m.IdempotencyRecord.response_status.is_(None))
-            .execution_options(synchronize_session=False)
-        )
-        await session.commit()
-    except Exception:  # noqa: BLE001 - the request's own failure is what the client must see
-        logger.warning("could not release Idempotency-Key record %s; it expires after the lease", claim.record_id)
 
 
 async def run_idempotently(
-    session: AsyncSession,
+    uow: UnitOfWork,
     *,
     request: Request[Any, Any, Any],
     user_id: UUID,
     key: str | None,
-    handler: Callable[[IdempotencyClaim], Awaitable[Response[Any]]],
+    work: Callable[[], Awaitable[R]],
+    respond: Callable[[R], Response[Any]],
+    staged: StagedAnswer | None = None,
 ) -> Response[Any]:
-    """Run `handler` at most once per (user, key, request); see the module docstring.
+    """Do `work` at most once per (user, key, request) and answer `respond(result)`; see the module docstring.
+
+    Without a key, `work` simply runs. The response's content must be a msgspec Struct, a dict or a list. An
+    error answered below 500 is stored and replayed; a 5xx or a crash releases the key for a retry.
 
     Raises:
         RequestValidationError: the key is empty or longer than 255 characters.
@@ -245,37 +205,44 @@ async def run_idempotently(
         IdempotencyKeyInUse: the first request with this key is still running.
     """
     if key is None:
-        return await handler(NO_CLAIM)
+        return respond(await work())
     validate_key(key)
     fingerprint = request_fingerprint(request.method, request.url.path, await request.body())
-    claimed = await _claim(session, user_id, key, fingerprint)
+    claimed = await uow.run(lambda: _claim(uow.session, user_id, key, fingerprint))
     if isinstance(claimed, Response):
         return claimed
-    claim = claimed
+    claim = _Claim(claimed, staged)
     try:
-        response = await handler(claim)
+        with uow.joined(claim):
+            response = respond(await work())
     except Exception as exc:
         error = as_wallet_error(exc)
         if error is None or error.status_code >= 500:
-            await _release(session, claim)
+            await _try(uow, lambda: _release(uow.session, claim.record_id), "release", claim.record_id)
             raise
         body = ErrorBody(detail=error.detail, error_code=error.error_code, errors=getattr(error, "errors", None))
-        try:
-            await session.rollback()
-            await _finish(session, claim, error.status_code, body)
-        except Exception:  # noqa: BLE001 - nothing moved (the work failed); let the client retry instead
-            logger.warning("could not store an error answer for Idempotency-Key record %s", claim.record_id)
-            await _release(session, claim)
+        answer = Answer(error.status_code, body)
+        if not await _try(uow, lambda: _store(uow.session, claim.record_id, answer), "store", claim.record_id):
+            # Nothing moved (the work failed): let the client retry rather than keep a claim without answer.
+            await _try(uow, lambda: _release(uow.session, claim.record_id), "release", claim.record_id)
         raise
-    try:
-        await _finish(session, claim, response.status_code or 200, response.content)
-    except Exception:
-        logger.warning("could not store the answer of Idempotency-Key record %s", claim.record_id, exc_info=True)
+    final = Answer(response.status_code or 200, response.content)
+    if claim.committed is None or claim.committed.as_stored() != final.as_stored():
+        await _try(uow, lambda: _store(uow.session, claim.record_id, final), "store", claim.record_id)
     return response
 
 
+async def _try(uow: UnitOfWork, write: Callable[[], Awaitable[None]], what: str, record_id: UUID) -> bool:
+    try:
+        await uow.run(write)
+    except Exception:
+        logger.warning("could not %s the answer of Idempotency-Key record %s", what, record_id, exc_info=True)
+        return False
+    return True
+
+
 async def purge_expired_records(session: AsyncSession, older_than: timedelta = RETENTION) -> int:
-    """Delete records older than `older_than` (never less than 24 hours). Commits; returns the count.
+    """Delete records older than `older_than` (never less than 24 hours); the caller commits.
 
     An unanswered claim that old belongs to a request that died long ago (the lease is minutes), so it goes too.
     """
@@ -285,5 +252,4 @@ async def purge_expired_records(session: AsyncSession, older_than: timedelta = R
         .where(m.IdempotencyRecord.created_at < cutoff)
         .execution_options(synchronize_session=False)
     )
-    await session.commit()
     return int(getattr(result, "rowcount", 0) or 0)

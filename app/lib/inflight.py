@@ -1,11 +1,8 @@
 """Each request's body read whole before anything else runs, and a bound on each caller's requests in flight.
 
-`RequestBodyMiddleware` reads the body within `REQUEST_BODY_TIMEOUT_SECONDS` before the route runs (408 and
-the connection closed otherwise), so a client dribbling its body holds a coroutine, never a database
-connection. A guard then `hold_slot`s one of the caller's `MAX_REQUESTS_IN_FLIGHT_PER_CALLER` slots for the
-rest of the request: a caller with more requests in flight waits for a slot (up to `SLOT_WAIT_SECONDS`, then
-429), so one credential cannot take every pooled connection of a process even with fast bodies, while a burst
-from one legitimate client is served in turn rather than refused.
+`RequestBodyMiddleware` reads the body within `REQUEST_BODY_TIMEOUT_SECONDS` (408 after it), so a client
+dribbling a body holds no database connection; guards `hold_slot` one of the caller's
+`MAX_REQUESTS_IN_FLIGHT_PER_CALLER` slots, so one credential cannot take a process's pool (more wait their turn).
 """
 
 from __future__ import annotations
@@ -19,10 +16,9 @@ from app.lib.errors import PayloadTooLarge, RateLimited, RequestTimeout
 if TYPE_CHECKING:
     from litestar.types import ASGIApp, Receive, ReceiveMessage, Scope, Send
 
-    from app.config import Settings
+    from app.config import HttpSettings
 
 _RELEASES_KEY = "wallet.releases"
-LIMITER_STATE_KEY = "caller_slots"
 SLOT_WAIT_SECONDS = 10.0
 BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
 
@@ -84,17 +80,17 @@ def on_request_end(scope: Scope, action: Callable[[], None]) -> None:
     scope.setdefault("state", {}).setdefault(_RELEASES_KEY, []).append(action)
 
 
-async def hold_slot(scope: Scope, caller: str) -> None:
+async def hold_slot(scope: Scope, slots: CallerSlots, caller: str) -> None:
     """Hold one of `caller`'s in-flight slots until the request ends (see the module docstring)."""
-    slots: CallerSlots = scope["app"].state[LIMITER_STATE_KEY]
     on_request_end(scope, await slots.acquire(caller))
 
 
 class RequestBodyMiddleware:
     """Reads the body before the route runs, within the settings' time and size bounds; ends held slots."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, http: HttpSettings) -> None:
         self.app = app
+        self.http = http
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":  # type: ignore[comparison-overlap]
@@ -104,8 +100,7 @@ class RequestBodyMiddleware:
             if scope.get("method") in BODYLESS_METHODS and not _announces_body(scope):
                 await self.app(scope, receive, send)
                 return
-            settings: Settings = scope["app"].state.settings
-            body = await _read_body(receive, settings)
+            body = await _read_body(receive, self.http)
             if body is None:
                 return  # the client went away before sending its body
             delivered = False
@@ -127,7 +122,7 @@ def _announces_body(scope: Scope) -> bool:
     return any(name in (b"content-length", b"transfer-encoding") for name, _ in scope.get("headers", []))
 
 
-async def _read_body(receive: Receive, settings: Settings) -> bytes | None:
+async def _read_body(receive: Receive, http: HttpSettings) -> bytes | None:
     """The whole body, or None if the client disconnected first.
 
     Raises:
@@ -137,14 +132,14 @@ async def _read_body(receive: Receive, settings: Settings) -> bytes | None:
     chunks: list[bytes] = []
     size = 0
     try:
-        async with asyncio.timeout(settings.request_body_timeout_seconds):
+        async with asyncio.timeout(http.request_body_timeout_seconds):
             while True:
                 message: Any = await receive()
                 if message["type"] == "http.disconnect":
                     return None
                 chunk = message.get("body", b"")
                 size += len(chunk)
-                if size > settings.max_body_bytes:
+                if size > http.max_body_bytes:
                     raise PayloadTooLarge(headers={"Connection": "close"})
                 chunks.append(chunk)
                 if not message.get("more_body", False):

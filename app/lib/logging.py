@@ -88,15 +88,15 @@ _configured: set[str] = set()
 def configure_logging(settings: Settings) -> None:
     """Send the root logger to stdout and to `LOG_FILE` (10 MB x 5). Safe to call more than once."""
     install_secret_redaction()
-    key = f"{settings.log_file}:{settings.log_level}"
+    key = f"{settings.log.file}:{settings.log.level}"
     if key in _configured:
         return
     _configured.add(key)
     formatter = logging.Formatter(LOG_FORMAT)
     request_filter = RequestIdFilter()
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stdout)]
-    if settings.log_file:
-        path = Path(settings.log_file)
+    if settings.log.file:
+        path = Path(settings.log.file)
         path.parent.mkdir(parents=True, exist_ok=True)
         handlers.append(
             logging.handlers.RotatingFileHandler(path, maxBytes=MAX_LOG_BYTES, backupCount=LOG_BACKUPS, delay=True)
@@ -110,7 +110,7 @@ def configure_logging(settings: Settings) -> None:
         handler.addFilter(request_filter)
         handler._wallet_handler = True  # type: ignore[attr-defined]  # noqa: SLF001
         root.addHandler(handler)
-    root.setLevel(settings.log_level.upper())
+    root.setLevel(settings.log.level.upper())
     # Access logs and driver chatter would drown the service's own lines.
     for noisy in ("uvicorn.access", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

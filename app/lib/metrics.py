@@ -1,30 +1,22 @@
-"""Prometheus metrics: HTTP requests by route and status, and the business's own counters.
+"""Prometheus: HTTP metrics by route and status, and the business counters every process shares.
 
-HTTP metrics come from Litestar's Prometheus middleware (per API process). Business events happen in
-several processes (the API accepts transfers, workers settle them and process webhooks), so their
-counters live in Redis hashes that every process increments, and `/metrics` reads them at scrape time.
-Losing Redis resets these counters, which Prometheus treats like any counter reset. Deposits by status are
-a gauge read from PostgreSQL at scrape time (`deposit_counts`): the table is the truth, and a count per
-status on every scrape needs no bookkeeping in the payment paths.
+Counters and the settlement-lag histogram live in Redis hashes that API and worker processes increment, so any
+API process serves the whole picture; losing Redis resets them, which Prometheus treats as a counter reset.
+Gauges of what the database holds are read at scrape time by their domain (`app.domain.system.metrics`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
-
-from app.db import models as m
-from app.domain.review.service import open_items_by_kind
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
-    from sqlalchemy.ext.asyncio import AsyncSession
 
 logger = logging.getLogger(__name__)
 
@@ -74,20 +66,18 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-class _BusinessSnapshot(Collector):
+class _Snapshot(Collector):
+    """The shared counters and the settlement-lag histogram as read from Redis, plus gauges read elsewhere."""
+
     def __init__(
         self,
         counters: Mapping[bytes | str, bytes | str],
         lag: Mapping[bytes | str, bytes | str],
-        deposits: Mapping[str, int],
-        review: Mapping[str, int],
-        failing_events: int,
+        gauges: Iterable[Metric],
     ) -> None:
         self.counters = {_text(k): int(v) for k, v in counters.items()}
         self.lag = {_text(k): float(v) for k, v in lag.items()}
-        self.deposits = deposits
-        self.review = review
-        self.failing_events = failing_events
+        self.gauges = list(gauges)
 
     def collect(self) -> Iterator[Metric]:
         families: dict[str, CounterMetricFamily] = {}
@@ -116,60 +106,15 @@ class _BusinessSnapshot(Collector):
         )
         histogram.add_metric([], buckets, self.lag.get("sum", 0.0))
         yield histogram
-        deposits = GaugeMetricFamily("wallet_deposits", "Deposits by status, now.", labels=["status"])
-        for status, number in sorted(self.deposits.items()):
-            deposits.add_metric([status], number)
-        yield deposits
-        review = GaugeMetricFamily(
-            "wallet_review_items_open", "Items waiting in the operator review queue, by kind.", labels=["kind"]
-        )
-        for kind in m.ReviewKind:
-            review.add_metric([kind.value], self.review.get(kind.value, 0))
-        yield review
-        yield GaugeMetricFamily(
-            "wallet_webhook_events_failing",
-            "Stored Paystack events that kept failing to apply (status `failed`); each is also a review item.",
-            value=self.failing_events,
-        )
+        yield from self.gauges
 
 
-async def deposit_counts(session: AsyncSession) -> dict[str, int]:
-    """Deposits per status, plus `needs_review` (flagged for an operator, whatever their status)."""
-    rows = await session.execute(
-        select(m.Deposit.status, func.count()).group_by(m.Deposit.status).order_by(m.Deposit.status)
-    )
-    counts = {status: int(number) for status, number in rows.tuples()}
-    counts["needs_review"] = int(
-        await session.scalar(select(func.count()).select_from(m.Deposit).where(m.Deposit.needs_review)) or 0
-    )
-    return counts
-
-
-async def failing_event_count(session: AsyncSession) -> int:
-    """Stored Paystack events whose processing kept failing."""
-    return int(
-        await session.scalar(
-            select(func.count())
-            .select_from(m.WebhookEvent)
-            .where(m.WebhookEvent.status == m.WebhookEventStatus.FAILED.value)
-        )
-        or 0
-    )
-
-
-async def render(redis: Redis, session: AsyncSession) -> bytes:
-    """The exposition text: this process's HTTP metrics and the shared business counters."""
+async def render(redis: Redis, gauges: Callable[[], Awaitable[Iterable[Metric]]]) -> bytes:
+    """The exposition text: this process's HTTP metrics, the shared counters and `gauges()` (read at scrape)."""
     business = b""
     try:
         registry = CollectorRegistry()
-        snapshot = _BusinessSnapshot(
-            await redis.hgetall(COUNTERS_KEY),
-            await redis.hgetall(LAG_KEY),
-            await deposit_counts(session),
-            await open_items_by_kind(session),
-            await failing_event_count(session),
-        )
-        registry.register(snapshot)
+        registry.register(_Snapshot(await redis.hgetall(COUNTERS_KEY), await redis.hgetall(LAG_KEY), await gauges()))
         business = generate_latest(registry)
     except Exception:  # HTTP metrics are still worth serving without Redis or PostgreSQL
         logger.warning("metrics: business counters unavailable", exc_info=True)

@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from litestar.types import Scope
 
-    from app.config import Settings
+    from app.config import HttpSettings
 
 
-def client_address(scope: Scope, settings: Settings) -> str:
+def client_address(scope: Scope, http: HttpSettings) -> str:
     """The address the request came from.
 
     When the direct peer is one of `TRUSTED_PROXIES`, the answer is the right-most address of
@@ -19,7 +19,7 @@ def client_address(scope: Scope, settings: Settings) -> str:
     """
     client = scope.get("client")
     peer = client[0] if client else ""
-    if not settings.trusted_proxies or peer not in settings.trusted_proxies:
+    if not http.trusted_proxies or peer not in http.trusted_proxies:
         return peer
     forwarded = ""
     for name, value in scope.get("headers", []):
@@ -27,6 +27,6 @@ def client_address(scope: Scope, settings: Settings) -> str:
             forwarded = f"{forwarded},{value.decode('latin-1')}" if forwarded else value.decode("latin-1")
     hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
     for hop in reversed(hops):
-        if hop not in settings.trusted_proxies:
+        if hop not in http.trusted_proxies:
             return hop
     return peer

@@ -1,18 +1,11 @@
 """Redis for caches, sessions, deny-lists, rate limits and settlement notifications.
 
-Each process (API worker, Celery worker) makes its own client on its own event loop: the API keeps one
-in `app.state.redis` for its lifetime.
+Each process (API worker, Celery worker) makes its own client on its own event loop, for its lifetime.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
-
 from redis.asyncio import BlockingConnectionPool, Redis
-
-if TYPE_CHECKING:
-    from litestar.datastructures import State
-
 
 MAX_CONNECTIONS = 100
 """Connections one process opens to Redis; a burst beyond that waits (up to `POOL_TIMEOUT_SECONDS`)."""
@@ -32,8 +25,3 @@ def create_redis(url: str) -> Redis:
         health_check_interval=30,
     )
     return Redis.from_pool(pool)
-
-
-def redis_from_state(state: State) -> Redis:
-    """The API process's client, made at start-up."""
-    return cast("Redis", state.redis)

@@ -1,10 +1,8 @@
 """Request and response schemas: msgspec Structs, decoded strictly.
 
-Litestar converts request bodies in msgspec's lax mode, where `"100"` and `100.0` become the integer 100.
-Money must arrive as a JSON integer, so `StrictRequest` decodes a body whose handler expects a Struct
-straight into that Struct in strict mode; any mismatch is a 400 `VALIDATION_ERROR` naming the field. So is a
-body declared as something other than JSON (`text/plain`, a form), a field given twice, invalid UTF-8, and
-nesting too deep to decode.
+Money must arrive as a JSON integer, so `StrictRequest` decodes a Struct body in msgspec's strict mode (`"100"`
+and `100.0` are not amounts); a mismatch, a body not declared as JSON, a field given twice, invalid UTF-8 or
+nesting too deep is a 400 `VALIDATION_ERROR` naming the field.
 """
 
 from __future__ import annotations

@@ -1,10 +1,8 @@
 """Text from outside the service, made storable in PostgreSQL before it reaches a statement.
 
-PostgreSQL refuses the NUL character in `text` and in `jsonb` (SQLSTATE 22021 / 22P05), and UTF-8 cannot carry
-a lone UTF-16 surrogate (`"\\ud800"` is valid JSON). A provider's event that carried either would make every
-transaction that stores it fail, for ever. Whatever a provider sends is passed through `storable` (or decoded
-with `decode_untrusted_json`) first: each such character becomes U+FFFD, the replacement character, so an
-operator still sees where it was. The raw bytes are kept elsewhere (`webhook_events.raw_body`) when they matter.
+PostgreSQL refuses NUL in `text` and `jsonb`, and UTF-8 cannot carry a lone surrogate (valid JSON): a provider
+event holding either would fail every transaction that stores it. `storable` replaces each with U+FFFD, so an
+operator still sees where it was; raw bytes are kept elsewhere when they matter.
 """
 
 from __future__ import annotations

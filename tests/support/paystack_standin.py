@@ -9,7 +9,8 @@ so a test that talks to Paystack wrongly (or a stand-in that answers wrongly) ca
 Example:
     ```python
     with PaystackStandIn() as paystack:
-        settings = Settings(paystack_base_url=paystack.base_url, paystack_secret_key=paystack.secret_key)
+        settings = Settings().replaced(paystack_base_url=paystack.base_url, paystack_secret_key=paystack.secret_key)
+        client = PaystackClient(settings.paystack)
         ...
         paystack.set_status(reference, "success")
         await paystack.deliver_webhook(app_url, paystack.build_charge_success(reference))

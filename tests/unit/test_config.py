@@ -9,6 +9,8 @@ import pytest
 from app.config import (
     DEVELOPMENT_JWT_SECRET,
     PRODUCTION_RATE_LIMIT_PER_MINUTE,
+    SETTING_VARIABLES,
+    Settings,
     UnsafeConfigurationError,
     load_settings,
 )
@@ -29,15 +31,15 @@ def test_environment_variables_win_over_dotenv(tmp_path: Path) -> None:
         'TRANSFER_WAIT_MS=10\nLOG_LEVEL="DEBUG"\n# a comment\nCORS_ORIGINS=https://a.test, https://b.test\n'
     )
     settings = load_settings({"TRANSFER_WAIT_MS": "25"}, dotenv)
-    assert settings.transfer_wait_ms == 25
-    assert settings.log_level == "DEBUG"
-    assert settings.cors_origins == ["https://a.test", "https://b.test"]
+    assert settings.money.transfer_wait_ms == 25
+    assert settings.log.level == "DEBUG"
+    assert settings.http.cors_origins == ["https://a.test", "https://b.test"]
 
 
 def test_webhook_secret_defaults_to_the_paystack_secret_key(tmp_path: Path) -> None:
     settings = load_settings({"PAYSTACK_SECRET_KEY": "sk_test_1"}, tmp_path / "none")
-    assert settings.webhook_secret == "sk_test_1"
-    assert load_settings({"PAYSTACK_WEBHOOK_SECRET": "whsec"}, tmp_path / "none").webhook_secret == "whsec"
+    assert settings.paystack.webhook_secret == "sk_test_1"
+    assert load_settings({"PAYSTACK_WEBHOOK_SECRET": "whsec"}, tmp_path / "none").paystack.webhook_secret == "whsec"
 
 
 def test_safe_production_configuration_is_accepted(tmp_path: Path) -> None:
@@ -87,7 +89,27 @@ def test_a_non_integer_setting_is_reported_by_name(tmp_path: Path) -> None:
 
 def test_rate_limiting_is_on_in_production_unless_turned_off_and_off_elsewhere_by_default(tmp_path: Path) -> None:
     none = tmp_path / "none.env"
-    assert load_settings(SAFE_PRODUCTION, none).rate_limit_per_minute == PRODUCTION_RATE_LIMIT_PER_MINUTE > 0
-    assert load_settings({**SAFE_PRODUCTION, "RATE_LIMIT_PER_MINUTE": "0"}, none).rate_limit_per_minute == 0
-    assert load_settings({**SAFE_PRODUCTION, "RATE_LIMIT_PER_MINUTE": "30"}, none).rate_limit_per_minute == 30
-    assert load_settings({}, none).rate_limit_per_minute == 0
+    assert load_settings(SAFE_PRODUCTION, none).http.rate_limit_per_minute == PRODUCTION_RATE_LIMIT_PER_MINUTE > 0
+    assert load_settings({**SAFE_PRODUCTION, "RATE_LIMIT_PER_MINUTE": "0"}, none).http.rate_limit_per_minute == 0
+    assert load_settings({**SAFE_PRODUCTION, "RATE_LIMIT_PER_MINUTE": "30"}, none).http.rate_limit_per_minute == 30
+    assert load_settings({}, none).http.rate_limit_per_minute == 0
+
+
+def test_every_setting_is_documented_in_the_env_sample() -> None:
+    from app.config import PROJECT_ROOT
+
+    sample = (PROJECT_ROOT / ".env.sample").read_text()
+    documented = {line.split("=", 1)[0].lstrip("# ").strip() for line in sample.splitlines() if "=" in line}
+    missing = sorted(set(SETTING_VARIABLES) - documented)
+    assert missing == []
+
+
+def test_a_setting_is_changed_by_its_variable_name_and_an_unknown_name_is_refused() -> None:
+    settings = Settings().replaced(paystack_base_url="http://127.0.0.1:9", transfer_wait_ms=5, app_env="test")
+    assert (settings.paystack.base_url, settings.money.transfer_wait_ms, settings.app_env) == (
+        "http://127.0.0.1:9",
+        5,
+        "test",
+    )
+    with pytest.raises(TypeError, match="NO_SUCH_SETTING"):
+        Settings().replaced(no_such_setting=1)

@@ -14,10 +14,22 @@ from app.db.models._base import Base
 
 
 class DepositStatus(enum.StrEnum):
+    """A deposit's state; its transitions are one table, `app.domain.payments.deposit_states`."""
+
     PENDING = "pending"
     SUCCESS = "success"
     FAILED = "failed"
+    REVERSED = "reversed"
+    """Paystack took the payment back before we credited it; clients see `failed`."""
     ABANDONED = "abandoned"
+
+    @property
+    def public(self) -> str:
+        """The status the contract shows clients (`reversed` is a kind of `failed` to them)."""
+        return DepositStatus.FAILED.value if self is DepositStatus.REVERSED else self.value
+
+
+DEPOSIT_STATUSES_SQL = ", ".join(f"'{status.value}'" for status in DepositStatus)
 
 
 class Deposit(Base):
@@ -26,7 +38,7 @@ class Deposit(Base):
     __tablename__ = "deposits"
     __table_args__ = (
         CheckConstraint("amount > 0", name="amount_positive"),
-        CheckConstraint("status IN ('pending', 'success', 'failed', 'abandoned')", name="status_known"),
+        CheckConstraint(f"status IN ({DEPOSIT_STATUSES_SQL})", name="status_known"),
         Index("ix_deposits_wallet_history", "wallet_id", "created_at", "id"),
         Index("ix_deposits_pending", "created_at", postgresql_where=text("status = 'pending'")),
     )

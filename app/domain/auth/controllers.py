@@ -6,15 +6,16 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
-from litestar.datastructures import Cookie, State
+from litestar.datastructures import Cookie
 from litestar.di import NamedDependency
 from litestar.openapi import ResponseSpec
 from litestar.openapi.spec import Operation, RequestBody
 from litestar.params import FromQuery, JSONBody, QueryParameter
 from litestar.response import Redirect
-from sqlalchemy.ext.asyncio import AsyncSession
+from redis.asyncio import Redis
 
-from app.domain.auth.credentials import presented_credentials
+from app.config import Settings
+from app.domain.auth.credentials import CredentialVerifier, presented_credentials
 from app.domain.auth.guards import (
     RATE_LIMITED,
     USER_ONLY_RESPONSES,
@@ -22,14 +23,12 @@ from app.domain.auth.guards import (
     Caller,
     error_response,
     requires,
-    settings_of,
-    verifier_of,
 )
 from app.domain.auth.schemas import LoggedOut, SignedInUser, SignInResult, TokenVerification, VerifyTokenRequest
 from app.domain.auth.sign_in import BROWSER_COOKIE, FLOW_TTL_SECONDS, GoogleSignIn
 from app.domain.auth.tokens import revoke_token
 from app.lib.errors import InvalidToken, NotAuthenticated
-from app.lib.redis import redis_from_state
+from app.lib.uow import UnitOfWork
 
 OAUTH_ERROR = error_response(
     "`OAUTH_ERROR`: a denied consent, an unknown, used or foreign state, a failed code exchange, "
@@ -65,16 +64,17 @@ class AuthController(Controller):
             429: RATE_LIMITED,
         },
     )
-    async def google(self, request: Request[Any, Any, Any], state: State) -> Redirect:
-        settings = settings_of(request.app)
-        flow = await GoogleSignIn(settings, redis_from_state(state)).start(request.cookies.get(BROWSER_COOKIE))
+    async def google(
+        self, request: Request[Any, Any, Any], settings: NamedDependency[Settings], redis: NamedDependency[Redis]
+    ) -> Redirect:
+        flow = await GoogleSignIn(settings, redis).start(request.cookies.get(BROWSER_COOKIE))
         cookie = Cookie(
             key=BROWSER_COOKIE,
             value=flow.browser_id,
             max_age=FLOW_TTL_SECONDS,
             path="/auth/google",
             httponly=True,
-            secure=settings.google_redirect_uri.startswith("https://"),
+            secure=settings.auth.google_redirect_uri.startswith("https://"),
             # Lax: the cookie must come back on the provider's top-level redirect to the callback.
             samesite="lax",
         )
@@ -91,15 +91,16 @@ class AuthController(Controller):
     async def google_callback(
         self,
         request: Request[Any, Any, Any],
-        state: State,
-        db_session: NamedDependency[AsyncSession],
+        settings: NamedDependency[Settings],
+        redis: NamedDependency[Redis],
+        uow: NamedDependency[UnitOfWork],
         *,
         code: FromQuery[str | None] = None,
         oauth_state: Annotated[str | None, QueryParameter(name="state")] = None,
         error: FromQuery[str | None] = None,
     ) -> Response[SignInResult]:
-        signed_in = await GoogleSignIn(settings_of(request.app), redis_from_state(state)).finish(
-            db_session,
+        signed_in = await GoogleSignIn(settings, redis).finish(
+            uow,
             browser_id=request.cookies.get(BROWSER_COOKIE),
             state=oauth_state,
             code=code,
@@ -130,6 +131,7 @@ class AuthController(Controller):
     async def verify_token(
         self,
         request: Request[Any, Any, Any],
+        verifier: NamedDependency[CredentialVerifier],
         data: JSONBody[VerifyTokenRequest | None] = None,
     ) -> TokenVerification:
         presented = presented_credentials(request.scope)
@@ -140,7 +142,7 @@ class AuthController(Controller):
             token = data.token
         if token is None:
             raise NotAuthenticated('Send the token as `Authorization: Bearer <token>` or as `{"token": ...}`.')
-        verified = await verifier_of(request.app).token(token, scope=request.scope)
+        verified = await verifier.token(token, scope=request.scope)
         return TokenVerification(user_id=verified.user_id, email=verified.email, expires_at=verified.claims.expires_at)
 
     @post(
@@ -152,8 +154,8 @@ class AuthController(Controller):
         responses=USER_ONLY_RESPONSES,
     )
     async def logout(
-        self, caller: NamedDependency[Caller], state: State, db_session: NamedDependency[AsyncSession]
+        self, caller: NamedDependency[Caller], redis: NamedDependency[Redis], uow: NamedDependency[UnitOfWork]
     ) -> LoggedOut:
         if caller.token is not None:
-            await revoke_token(redis_from_state(state), db_session, caller.token)
+            await revoke_token(redis, uow, caller.token)
         return LoggedOut()

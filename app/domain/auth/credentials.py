@@ -1,11 +1,8 @@
 """The one place that checks credentials: who is calling, whatever route or middleware asks.
 
-`presented_credentials` reads the `Authorization: Bearer` token and the `x-api-key` header once per request,
-normalised once (surrounding blanks, Unicode ones included, are not part of a credential), for everyone who
-needs them. `identify` verifies them (a JWT wins over an API key) and remembers the answer, or the refusal,
-for the rest of the request: the rate limiter buckets by the verified identity and the route's guard
-authorises with the same answer, checked once. Lookups use a short session of their own, so no pooled
-connection is held while the request waits for anything else.
+`presented_credentials` reads and normalises the bearer token and the `x-api-key` once per request;
+`identify` verifies them (a JWT wins) and remembers the answer, or the refusal, for the rest of the request,
+so the rate limiter and the route's guard share one check. Lookups use a short session of their own.
 """
 
 from __future__ import annotations

@@ -12,26 +12,16 @@ from typing import TYPE_CHECKING, Any
 
 from litestar.openapi import ResponseSpec
 
-from app.config import Settings, get_settings
-from app.domain.auth.credentials import (
-    ALL_PERMISSIONS,
-    Caller,
-    CredentialVerifier,
-    Permission,
-    identify,
-    presented_credentials,
-)
+from app.domain.auth.credentials import ALL_PERMISSIONS, Caller, Permission, identify, presented_credentials
 from app.lib.errors import ErrorBody, NotAuthenticated, PermissionDenied
 from app.lib.inflight import hold_slot
+from app.process import process_of
 
 if TYPE_CHECKING:
-    from litestar import Litestar
     from litestar.connection import ASGIConnection
     from litestar.handlers.base import BaseRouteHandler
 
 __all__ = ("ALL_PERMISSIONS", "Caller", "Permission", "requires")
-
-VERIFIER_STATE_KEY = "credential_verifier"
 
 USER_OR_KEY_SECURITY: list[dict[str, list[str]]] = [{"BearerAuth": []}, {"ApiKeyAuth": []}]
 """OpenAPI security of routes open to a JWT or an API key."""
@@ -71,17 +61,6 @@ USER_OR_KEY_RESPONSES: dict[int, ResponseSpec] = {
 """The authentication errors of a route open to a JWT or an API key, for its OpenAPI `responses`."""
 
 
-def settings_of(app: Litestar) -> Settings:
-    """The settings the app was built with (`create_app(settings)`), else the process's."""
-    settings = app.state.get("settings")
-    return settings if isinstance(settings, Settings) else get_settings()
-
-
-def verifier_of(app: Litestar) -> CredentialVerifier:
-    verifier: CredentialVerifier = app.state[VERIFIER_STATE_KEY]
-    return verifier
-
-
 class requires:  # noqa: N801 - used like a function: `guards=[requires(Permission.READ)]`
     """A guard for a route: `requires(None)` means JWT only; otherwise a JWT or a key holding `permission`.
 
@@ -102,10 +81,11 @@ class requires:  # noqa: N801 - used like a function: `guards=[requires(Permissi
         ):
             # Refused before the key is even looked up: no key, valid or not, can manage keys or sessions.
             raise PermissionDenied("API keys cannot call this endpoint; sign in as the user.")
-        caller = await identify(connection.scope, verifier_of(connection.app))
+        process = process_of(connection.app)
+        caller = await identify(connection.scope, process.verifier)
         if self.permission is not None and self.permission.value not in caller.permissions:
             raise PermissionDenied(f"This API key lacks the `{self.permission.value}` permission.")
-        await hold_slot(connection.scope, str(caller.user_id))
+        await hold_slot(connection.scope, process.slots, str(caller.user_id))
         connection.state.caller = caller
 
     def __repr__(self) -> str:

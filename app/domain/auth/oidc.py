@@ -1,12 +1,8 @@
 """The OpenID Connect provider behind "Sign in with Google", found through its discovery document.
 
-Any OpenID Connect provider works (`GOOGLE_DISCOVERY_URL`). authlib does the protocol: the authorisation
-URL with PKCE (S256), the code exchange, and the ID token's claims (issuer, audience, expiry, nonce,
-`at_hash`, `azp`); joserfc, which authlib 1.9 builds on, checks the signature against the provider's
-JWKS with asymmetric algorithms only. The discovery document and the JWKS are cached per process; an ID
-token signed with a key we do not know makes us refetch the JWKS once (providers rotate their keys).
-
-Every failure is an `OAuthFailed` (400 `OAUTH_ERROR`) with the reason logged, never a 500.
+authlib does the protocol (PKCE, the code exchange, the ID token's claims); the signature is checked against
+the provider's JWKS with asymmetric algorithms only. Discovery and JWKS are cached per process (the JWKS is
+refetched once for an unknown key id). Every failure is an `OAuthFailed` (400 `OAUTH_ERROR`), never a 500.
 """
 
 from __future__ import annotations
@@ -86,10 +82,10 @@ class OpenIDProvider:
     """The configured provider, seen as the client `GOOGLE_CLIENT_ID`."""
 
     def __init__(self, settings: Settings) -> None:
-        self.client_id = settings.google_client_id
-        self.client_secret = settings.google_client_secret
-        self.redirect_uri = settings.google_redirect_uri
-        self.discovery_url = settings.google_discovery_url
+        self.client_id = settings.auth.google_client_id
+        self.client_secret = settings.auth.google_client_secret
+        self.redirect_uri = settings.auth.google_redirect_uri
+        self.discovery_url = settings.auth.google_discovery_url
 
     def _client(self) -> AsyncOAuth2Client:
         return AsyncOAuth2Client(

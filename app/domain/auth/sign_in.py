@@ -1,11 +1,8 @@
 """Sign-in with Google: the browser's round trip through the provider, kept in a server-side session.
 
-`start` makes a flow: a random `state`, `nonce` and PKCE `code_verifier`, stored in Redis under
-`oauth:flow:<state>` for 10 minutes together with the hash of a random browser id that the browser keeps
-in an HttpOnly cookie. `finish` takes the flow out of Redis with GETDEL (so a state works once), checks
-that the browser coming back is the one that left (so a state forged or lifted from another browser
-fails), exchanges the code and verifies the ID token (`oidc.py`), then signs the user in: user and
-wallet are created on first sign-in, exactly once even when two callbacks race (`UserService.sign_in`).
+`start` stores a flow (state, nonce, PKCE verifier, the hash of a browser cookie) in Redis for 10 minutes;
+`finish` takes it out once (GETDEL), checks it is the same browser, exchanges the code, verifies the ID token
+(`oidc.py`) and signs the user in, creating user and wallet exactly once (details: `docs/security.md`).
 """
 
 from __future__ import annotations
@@ -27,10 +24,10 @@ from app.lib.errors import OAuthFailed
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
-    from sqlalchemy.ext.asyncio import AsyncSession
 
     from app.config import Settings
     from app.db import models as m
+    from app.lib.uow import UnitOfWork
 
 FLOW_KEY_PREFIX: Final = "oauth:flow:"
 FLOW_TTL_SECONDS: Final = 600
@@ -80,7 +77,7 @@ class GoogleSignIn:
 
     async def finish(
         self,
-        session: AsyncSession,
+        uow: UnitOfWork,
         *,
         browser_id: str | None,
         state: str | None,
@@ -110,7 +107,9 @@ class GoogleSignIn:
             raise OAuthFailed("The identity provider did not share an e-mail address.")
         if not identity.email_verified:
             raise OAuthFailed("The identity provider has not verified this e-mail address.")
-        user, wallet = await UserService(session=session).sign_in(identity, self.settings.currency)
+        user, wallet = await uow.run(
+            lambda: UserService(session=uow.session).sign_in(identity, self.settings.money.currency)
+        )
         return SignedIn(user=user, wallet=wallet, token=issue_token(self.settings, user_id=user.id, email=user.email))
 
     async def _take_flow(self, state: str | None) -> dict[str, object] | None:
@@ -123,13 +122,12 @@ class GoogleSignIn:
         return flow if isinstance(flow, dict) else None
 
 
-async def sign_in_locally(
-    session: AsyncSession, settings: Settings, *, email: str, name: str | None = None
-) -> SignedIn:
+async def sign_in_locally(uow: UnitOfWork, settings: Settings, *, email: str, name: str | None = None) -> SignedIn:
     """Sign in a local user by e-mail alone, creating the user and wallet on first use (`wallet token`).
 
     No identity provider vouches for the address, so this is for development and tests only; the command
     line refuses it when `APP_ENV=production`.
     """
-    user, wallet = await UserService(session=session).sign_in(Identity(email=email, name=name), settings.currency)
+    identity = Identity(email=email, name=name)
+    user, wallet = await uow.run(lambda: UserService(session=uow.session).sign_in(identity, settings.money.currency))
     return SignedIn(user=user, wallet=wallet, token=issue_token(settings, user_id=user.id, email=user.email))

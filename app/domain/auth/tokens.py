@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from app.config import Settings
+    from app.lib.uow import UnitOfWork
 
 _DECODED_STATE_KEY = "wallet_decoded_token"
 DENY_LIST_PREFIX = "jwt:denied:"
@@ -46,7 +47,7 @@ class TokenClaims:
 def issue_token(settings: Settings, *, user_id: UUID, email: str) -> IssuedToken:
     """Sign a token for a user, valid for `JWT_EXPIRES_MINUTES`."""
     now = int(time.time())
-    lifetime = settings.jwt_expires_minutes * 60
+    lifetime = settings.auth.jwt_expires_minutes * 60
     claims = {
         "sub": str(user_id),
         "email": email,
@@ -54,10 +55,10 @@ def issue_token(settings: Settings, *, user_id: UUID, email: str) -> IssuedToken
         "nbf": now,
         "exp": now + lifetime,
         "jti": uuid.uuid4().hex,
-        "iss": settings.jwt_issuer,
-        "aud": settings.jwt_audience,
+        "iss": settings.auth.jwt_issuer,
+        "aud": settings.auth.jwt_audience,
     }
-    token = jwt.encode(claims, settings.jwt_secret, algorithm=settings.jwt_algorithm)
+    token = jwt.encode(claims, settings.auth.jwt_secret, algorithm=settings.auth.jwt_algorithm)
     return IssuedToken(access_token=token, expires_in=lifetime)
 
 
@@ -71,10 +72,10 @@ def decode_token(settings: Settings, token: str) -> TokenClaims:
     try:
         claims: dict[str, Any] = jwt.decode(
             token,
-            settings.jwt_secret,
-            algorithms=[settings.jwt_algorithm],
-            audience=settings.jwt_audience,
-            issuer=settings.jwt_issuer,
+            settings.auth.jwt_secret,
+            algorithms=[settings.auth.jwt_algorithm],
+            audience=settings.auth.jwt_audience,
+            issuer=settings.auth.jwt_issuer,
             options={"require": list(REQUIRED_CLAIMS)},
             leeway=5,
         )
@@ -93,8 +94,8 @@ def decode_token(settings: Settings, token: str) -> TokenClaims:
         raise InvalidToken from exc
 
 
-async def revoke_token(redis: Redis, session: AsyncSession, claims: TokenClaims) -> None:
-    """Deny the token's `jti` until the moment it would have expired anyway. Commits.
+async def revoke_token(redis: Redis, uow: UnitOfWork, claims: TokenClaims) -> None:
+    """Deny the token's `jti` until the moment it would have expired anyway.
 
     PostgreSQL first: it is the authority every request consults, so the logout holds even if the Redis
     write then fails (the caller gets a 503 and may retry) or Redis later loses the key (flush, restart,
@@ -103,19 +104,18 @@ async def revoke_token(redis: Redis, session: AsyncSession, claims: TokenClaims)
     remaining = int(claims.expires_at.timestamp() - time.time()) + 1
     if remaining <= 0:
         return
-    await session.execute(
+    statement = (
         pg_insert(m.RevokedToken)
         .values(jti=claims.jti, user_id=claims.user_id, expires_at=claims.expires_at)
         .on_conflict_do_nothing(index_elements=["jti"])
     )
-    await session.commit()
+    await uow.run(lambda: uow.session.execute(statement))
     await redis.set(DENY_LIST_PREFIX + claims.jti, b"1", ex=remaining)
 
 
 async def forget_expired_revocations(session: AsyncSession) -> int:
-    """Delete logouts of tokens that have expired anyway (beat's sweep). Commits; returns how many."""
+    """Delete logouts of tokens that have expired anyway (beat's sweep); the caller commits. Returns how many."""
     result = await session.execute(delete(m.RevokedToken).where(m.RevokedToken.expires_at <= func.now()))
-    await session.commit()
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 

@@ -35,7 +35,7 @@ class UserService(SQLAlchemyAsyncRepositoryService[m.User]):
     async def sign_in(self, identity: Identity, currency: str) -> tuple[m.User, m.Wallet]:
         """The user and wallet for an identity, created on first sign-in, exactly once even under races.
 
-        Commits. The user is matched by provider subject first, then by e-mail (a local user who later
+        The caller commits. The user is matched by provider subject first, then by e-mail (a local user who later
         signs in with Google keeps their wallet).
         """
         session = self.repository.session
@@ -68,8 +68,7 @@ class UserService(SQLAlchemyAsyncRepositoryService[m.User]):
             raise RuntimeError(msg)
         if identity.subject and user.provider_subject not in (None, identity.subject):
             # Another identity already owns this address: an e-mail a provider reassigned (or another
-            # provider's) must not open someone else's wallet. Nothing was written; roll back the lock.
-            await session.rollback()
+            # provider's) must not open someone else's wallet. Raising rolls the transaction back.
             raise OAuthFailed("This e-mail address is already linked to another sign-in identity.")
         if identity.subject and (
             user.provider_subject is None or user.name != identity.name or user.picture != identity.picture
@@ -86,5 +85,4 @@ class UserService(SQLAlchemyAsyncRepositoryService[m.User]):
             )
             await session.refresh(user)
         wallet = await open_wallet(session, user.id, currency)
-        await session.commit()
         return user, wallet

@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from litestar import Controller, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.domain.auth.guards import (
     UNREADABLE_REQUEST,
@@ -19,10 +18,11 @@ from app.domain.auth.guards import (
 )
 from app.domain.keys.schemas import CreatedKey, CreateKeyRequest, KeySummary, RevokedKey, RolloverKeyRequest
 from app.domain.keys.service import ApiKeyService, IssuedKey, status_at
+from app.lib.uow import UnitOfWork
 
 
-async def provide_api_keys(db_session: NamedDependency[AsyncSession]) -> ApiKeyService:
-    return ApiKeyService(session=db_session)
+async def provide_api_keys(uow: NamedDependency[UnitOfWork]) -> ApiKeyService:
+    return ApiKeyService(session=uow.session)
 
 
 def _created(issued: IssuedKey) -> CreatedKey:
@@ -54,10 +54,13 @@ class ApiKeyController(Controller):
         self,
         caller: NamedDependency[Caller],
         api_keys: NamedDependency[ApiKeyService],
+        uow: NamedDependency[UnitOfWork],
         data: JSONBody[CreateKeyRequest],
     ) -> CreatedKey:
-        issued = await api_keys.create_key(
-            caller.user_id, name=data.name, permissions=data.permissions, expiry=data.expiry
+        issued = await uow.run(
+            lambda: api_keys.create_key(
+                caller.user_id, name=data.name, permissions=data.permissions, expiry=data.expiry
+            )
         )
         return _created(issued)
 
@@ -104,9 +107,10 @@ class ApiKeyController(Controller):
         self,
         caller: NamedDependency[Caller],
         api_keys: NamedDependency[ApiKeyService],
+        uow: NamedDependency[UnitOfWork],
         data: JSONBody[RolloverKeyRequest],
     ) -> CreatedKey:
-        issued = await api_keys.roll_over(caller.user_id, data.expired_key_id, expiry=data.expiry)
+        issued = await uow.run(lambda: api_keys.roll_over(caller.user_id, data.expired_key_id, expiry=data.expiry))
         return _created(issued)
 
     @post(
@@ -122,7 +126,11 @@ class ApiKeyController(Controller):
         },
     )
     async def revoke_key(
-        self, caller: NamedDependency[Caller], api_keys: NamedDependency[ApiKeyService], key_id: FromPath[str]
+        self,
+        caller: NamedDependency[Caller],
+        api_keys: NamedDependency[ApiKeyService],
+        uow: NamedDependency[UnitOfWork],
+        key_id: FromPath[str],
     ) -> RevokedKey:
-        key = await api_keys.revoke(caller.user_id, key_id)
+        key = await uow.run(lambda: api_keys.revoke(caller.user_id, key_id))
         return RevokedKey(id=key.id)

@@ -1,13 +1,8 @@
-"""API keys: the rules of creating, listing, rolling over, revoking and expiring them.
+"""API keys: creating, listing, rolling over, revoking and expiring them, in the caller's transaction.
 
-- A secret (`sk_live_...`) is shown once, at creation; only its SHA-256 is stored.
-- Permissions are a non-empty subset of `deposit`, `transfer`, `read`; expiry is `1H`, `1D`, `1M` or `1Y`,
-  turned into `expires_at` at creation with calendar arithmetic (31 January + 1M = end of February).
-- A user has at most `MAX_ACTIVE_KEYS` active keys (not revoked, not past `expires_at`). Every change to a
-  user's keys first locks the user's row, so concurrent creates, rollovers and revocations of one user run
-  one after the other and the count they check is the count they commit against.
-- Only a truly expired key (past `expires_at`, not revoked, not rolled over already) can be rolled over,
-  once, into a new key with the same name and permissions, which counts toward the limit.
+A secret is shown once and stored as its SHA-256; a user has at most 5 active keys, counted under a lock on the
+user's row, so concurrent changes of one user's keys run one after the other; only a truly expired key rolls
+over, once. The full rules: `docs/security.md`.
 """
 
 from __future__ import annotations
@@ -24,9 +19,10 @@ from dateutil.relativedelta import relativedelta
 from sqlalchemy import func, select, update
 
 from app.db import models as m
-from app.domain.auth.guards import ALL_PERMISSIONS, Permission
+from app.domain.auth.credentials import ALL_PERMISSIONS, Permission
 from app.domain.keys.secrets import display_prefix, generate_secret, hash_secret
 from app.lib import audit
+from app.lib.db import for_no_key_update
 from app.lib.errors import (
     ApiKeyLimitReached,
     ApiKeyNotExpired,
@@ -123,7 +119,7 @@ class IssuedKey:
 
 
 class ApiKeyService(SQLAlchemyAsyncRepositoryService[m.ApiKey]):
-    """Owns every change to `api_keys`. Methods that change keys commit."""
+    """Owns every change to `api_keys`, in its session's transaction (the caller commits)."""
 
     class Repo(SQLAlchemyAsyncRepository[m.ApiKey]):
         model_type = m.ApiKey
@@ -151,7 +147,6 @@ class ApiKeyService(SQLAlchemyAsyncRepositoryService[m.ApiKey]):
         await self._ensure_room_for_one_more(user_id, now)
         issued = await self._insert_key(user_id, name, permission_list, expires_at)
         await self._audit(user_id, "api_key.created", issued.key)
-        await self.repository.session.commit()
         return issued
 
     async def list_keys(self, user_id: UUID) -> Sequence[m.ApiKey]:
@@ -191,7 +186,6 @@ class ApiKeyService(SQLAlchemyAsyncRepositoryService[m.ApiKey]):
         old.rolled_over_to_id = issued.key.id
         old.status = m.ApiKeyStatus.EXPIRED.value
         await self._audit(user_id, "api_key.rolled_over", issued.key, replaces=str(old.id))
-        await self.repository.session.commit()
         return issued
 
     async def revoke(self, user_id: UUID, key_id: str | UUID, *, now: datetime | None = None) -> m.ApiKey:
@@ -211,7 +205,6 @@ class ApiKeyService(SQLAlchemyAsyncRepositoryService[m.ApiKey]):
             key.status = m.ApiKeyStatus.REVOKED.value
             key.revoked_at = now
             await self._audit(user_id, "api_key.revoked", key)
-            await self.repository.session.commit()
         return key
 
     async def expire_due_keys(self, now: datetime | None = None) -> int:
@@ -221,7 +214,6 @@ class ApiKeyService(SQLAlchemyAsyncRepositoryService[m.ApiKey]):
             .where(m.ApiKey.status == m.ApiKeyStatus.ACTIVE.value, m.ApiKey.expires_at <= (now or datetime.now(UTC)))
             .values(status=m.ApiKeyStatus.EXPIRED.value, updated_at=datetime.now(UTC))
         )
-        await self.repository.session.commit()
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
     async def _audit(self, user_id: UUID, action: str, key: m.ApiKey, **details: str) -> None:
@@ -235,11 +227,9 @@ class ApiKeyService(SQLAlchemyAsyncRepositoryService[m.ApiKey]):
         )
 
     async def _lock_owner(self, user_id: UUID) -> None:
-        # FOR NO KEY UPDATE serialises the user's key changes against each other without blocking the
-        # FOR KEY SHARE locks that inserts referencing the user (keys, idempotency records) take.
-        locked = await self.repository.session.scalar(
-            select(m.User.id).where(m.User.id == user_id).with_for_update(key_share=True)
-        )
+        # Serialises the user's key changes against each other without blocking the FOR KEY SHARE locks that
+        # inserts referencing the user (keys, idempotency records) take.
+        locked = await self.repository.session.scalar(for_no_key_update(select(m.User.id).where(m.User.id == user_id)))
         if locked is None:
             raise NotAuthenticated("The user no longer exists.")
 

@@ -1,22 +1,20 @@
-"""`/wallet/deposit`, `/wallet/deposit/{reference}/status` and `/wallet/paystack/webhook`.
-
-The API process keeps ONE `PaystackClient` (one connection pool) for its lifetime: `start_paystack_client`
-and `stop_paystack_client` are the app's start-up and shutdown hooks.
-"""
+"""`/wallet/deposit`, `/wallet/deposit/{reference}/status` and `/wallet/paystack/webhook`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from functools import partial
+from typing import Any
 
 from litestar import Controller, Request, Response, get, post
 from litestar.background_tasks import BackgroundTask
-from litestar.di import NamedDependency
+from litestar.di import NamedDependency, Provide
 from litestar.enums import ParamType
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, Parameter, RequestBody, Schema
 from litestar.params import FromPath, JSONBody
-from sqlalchemy.ext.asyncio import AsyncSession
+from redis.asyncio import Redis
 
+from app.config import Settings
 from app.db import models as m
 from app.domain.auth.guards import (
     UNREADABLE_REQUEST,
@@ -26,44 +24,31 @@ from app.domain.auth.guards import (
     Permission,
     error_response,
     requires,
-    settings_of,
 )
-from app.domain.payments.deposits import DepositService, request_verification
+from app.domain.payments.deposits import DepositService
+from app.domain.payments.events import APPLY_EVENTS
+from app.domain.payments.inbox import SIGNATURE_HEADER, WebhookInbox, check_paystack_origin
 from app.domain.payments.paystack import PaystackClient
 from app.domain.payments.schemas import DepositRequest, DepositStarted, DepositStatusBody, WebhookAck
-from app.domain.payments.webhooks import APPLY_RECEIVED_TASK, SIGNATURE_HEADER, check_paystack_origin, inbox_of
-from app.lib.idempotency import IdempotencyClaim, IdempotencyKeyHeader, run_idempotently
+from app.domain.payments.verification import VERIFICATIONS
+from app.lib.idempotency import Answer, IdempotencyKeyHeader, run_idempotently
 from app.lib.net import client_address
-from app.lib.queue import request_drain
-from app.lib.redis import redis_from_state
-
-if TYPE_CHECKING:
-    from litestar import Litestar
-    from redis.asyncio import Redis
-
-PAYSTACK_STATE_KEY = "paystack"
+from app.lib.uow import UnitOfWork
 
 
-async def start_paystack_client(app: Litestar) -> None:
-    """Start-up hook: the process's one Paystack client."""
-    app.state[PAYSTACK_STATE_KEY] = PaystackClient(settings_of(app))
+async def provide_deposits(uow: NamedDependency[UnitOfWork], settings: NamedDependency[Settings]) -> DepositService:
+    return DepositService(uow, settings.money)
 
 
-async def stop_paystack_client(app: Litestar) -> None:
-    """Shutdown hook: close the client's connection pool."""
-    client = app.state.get(PAYSTACK_STATE_KEY)
-    if isinstance(client, PaystackClient):
-        await client.aclose()
+def started_response(started: DepositStarted) -> Response[DepositStarted]:
+    return Response(started, status_code=201)
 
 
-def paystack_of(app: Litestar) -> PaystackClient:
-    return cast("PaystackClient", app.state[PAYSTACK_STATE_KEY])
-
-
-async def _request_processing(redis: Redis) -> None:
-    # Runs after the 200 has been sent; one run applies every event stored so far, so a burst of webhooks
-    # costs one Celery message, not one each. A failure loses nothing: beat re-enqueues events left `received`.
-    await request_drain(redis, APPLY_RECEIVED_TASK)
+def started_answer(result: object) -> Answer | None:
+    """The answer committed with the checkout URL: a retry after a crash replays it, never starts another."""
+    if isinstance(result, DepositStarted):
+        return Answer(201, result)
+    return None
 
 
 @dataclass
@@ -100,6 +85,7 @@ class _PaystackWebhookOperation(Operation):
 class PaymentsController(Controller):
     path = "/wallet"
     tags = ["deposits"]
+    dependencies = {"deposits": Provide(provide_deposits)}
 
     @post(
         "/deposit",
@@ -127,30 +113,27 @@ class PaymentsController(Controller):
     )
     async def deposit(
         self,
+        *,
         request: Request[Any, Any, Any],
         caller: NamedDependency[Caller],
-        db_session: NamedDependency[AsyncSession],
+        uow: NamedDependency[UnitOfWork],
+        deposits: NamedDependency[DepositService],
+        paystack: NamedDependency[PaystackClient],
+        settings: NamedDependency[Settings],
         data: JSONBody[DepositRequest],
         idempotency_key: IdempotencyKeyHeader = None,
     ) -> Response[DepositStarted]:
-        deposits = DepositService(db_session)
-
-        async def start(claim: IdempotencyClaim) -> Response[Any]:
-            async def remember(started: DepositStarted) -> None:
-                # Committed with the checkout URL: a retry after a crash replays it, never starts another.
-                await claim.stage(201, started)
-
-            started = await deposits.start(
-                user_id=caller.user_id,
-                amount=data.amount,
-                settings=settings_of(request.app),
-                paystack=paystack_of(request.app),
-                before_commit=remember,
-            )
-            return Response(started, status_code=201)
-
+        start = partial(
+            deposits.start, user_id=caller.user_id, amount=data.amount, paystack=paystack, settings=settings.paystack
+        )
         return await run_idempotently(
-            db_session, request=request, user_id=caller.user_id, key=idempotency_key, handler=start
+            uow,
+            request=request,
+            user_id=caller.user_id,
+            key=idempotency_key,
+            work=start,
+            respond=started_response,
+            staged=started_answer,
         )
 
     @get(
@@ -171,17 +154,17 @@ class PaymentsController(Controller):
     )
     async def deposit_status(
         self,
-        request: Request[Any, Any, Any],
         caller: NamedDependency[Caller],
-        db_session: NamedDependency[AsyncSession],
+        deposits: NamedDependency[DepositService],
+        redis: NamedDependency[Redis],
         reference: FromPath[str],
     ) -> DepositStatusBody:
-        deposit = await DepositService(db_session).find_own(caller.user_id, reference)
-        if deposit.status == m.DepositStatus.PENDING.value and not deposit.needs_review:
-            await request_verification(redis_from_state(request.app.state), deposit.reference)
+        deposit = await deposits.find_own(caller.user_id, reference)
+        if deposit.status == m.DepositStatus.PENDING and not deposit.needs_review:
+            await VERIFICATIONS.request(redis, deposit.reference)
         return DepositStatusBody(
             reference=deposit.reference,
-            status=deposit.status,  # type: ignore[arg-type]
+            status=m.DepositStatus(deposit.status).public,  # type: ignore[arg-type]
             amount=deposit.amount,
         )
 
@@ -202,17 +185,22 @@ class PaymentsController(Controller):
             413: error_response("`PAYLOAD_TOO_LARGE`: the body is larger than `MAX_BODY_BYTES`."),
         },
     )
-    async def paystack_webhook(self, request: Request[Any, Any, Any]) -> Response[WebhookAck]:
-        settings = settings_of(request.app)
+    async def paystack_webhook(
+        self,
+        request: Request[Any, Any, Any],
+        settings: NamedDependency[Settings],
+        inbox: NamedDependency[WebhookInbox],
+        redis: NamedDependency[Redis],
+    ) -> Response[WebhookAck]:
         raw_body = await request.body()
         check_paystack_origin(
             raw_body,
             signature=request.headers.get(SIGNATURE_HEADER),
-            source=client_address(request.scope, settings),
-            settings=settings,
+            source=client_address(request.scope, settings.http),
+            paystack=settings.paystack,
         )
-        await inbox_of(request.app).receive(raw_body)
-        # A redelivery asks for a run too: its first delivery may have been stored without its request for
-        # processing getting through (the process died after the commit). At most one run is pending anyway.
-        background = BackgroundTask(_request_processing, redis_from_state(request.app.state))
+        await inbox.receive(raw_body)
+        # After the 200 is sent, and for a redelivery too: its first delivery may have been stored without its
+        # request for processing getting through (the process died after the commit). One run drains them all.
+        background = BackgroundTask(APPLY_EVENTS.request, redis)
         return Response(WebhookAck(status=True), status_code=200, background=background)

@@ -7,16 +7,16 @@ import logging
 
 import msgspec
 from litestar import Controller, Response, get
-from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.openapi import ResponseSpec
+from redis.asyncio import Redis
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from app.config import get_settings
+from app.config import Settings
 from app.domain.auth.guards import RATE_LIMITED
+from app.domain.system.metrics import database_gauges
 from app.lib.metrics import render as render_metrics
-from app.lib.redis import redis_from_state
 
 HEALTH_CHECK_TIMEOUT_SECONDS = 2.0
 logger = logging.getLogger(__name__)
@@ -38,10 +38,9 @@ class Health(msgspec.Struct):
     checks: HealthChecks
 
 
-async def _check_database(state: State) -> str:
+async def _check_database(engine: AsyncEngine) -> str:
     try:
         async with asyncio.timeout(HEALTH_CHECK_TIMEOUT_SECONDS):
-            engine = state.sqlalchemy_config.provide_engine(state)
             async with engine.connect() as connection:
                 await connection.execute(text("SELECT 1"))
     except Exception as exc:  # noqa: BLE001 - any failure means the database is not usable
@@ -50,10 +49,10 @@ async def _check_database(state: State) -> str:
     return "ok"
 
 
-async def _check_redis(state: State) -> str:
+async def _check_redis(redis: Redis) -> str:
     try:
         async with asyncio.timeout(HEALTH_CHECK_TIMEOUT_SECONDS):
-            await redis_from_state(state).ping()
+            await redis.ping()
     except Exception as exc:  # noqa: BLE001 - any failure means Redis is not usable
         logger.warning("health: redis check failed: %r", exc)
         return "error"
@@ -64,8 +63,7 @@ class SystemController(Controller):
     tags = ["system"]
 
     @get("/", summary="Service name, version and where the docs are", responses={429: RATE_LIMITED})
-    async def root(self) -> ServiceInfo:
-        settings = get_settings()
+    async def root(self, settings: NamedDependency[Settings]) -> ServiceInfo:
         return ServiceInfo(name=settings.app_name, version=settings.app_version, docs="/docs")
 
     @get(
@@ -74,19 +72,19 @@ class SystemController(Controller):
         media_type="text/plain; version=0.0.4; charset=utf-8",
         responses={429: RATE_LIMITED},
     )
-    async def metrics(self, state: State, db_session: NamedDependency[AsyncSession]) -> bytes:
+    async def metrics(self, redis: NamedDependency[Redis], db_session: NamedDependency[AsyncSession]) -> bytes:
         """HTTP requests and latencies by route and status, and the business counters (see the README)."""
-        return await render_metrics(redis_from_state(state), db_session)
+        return await render_metrics(redis, lambda: database_gauges(db_session))
 
     @get(
         "/health",
         summary="Whether PostgreSQL and Redis answer",
         responses={503: ResponseSpec(data_container=Health, description="PostgreSQL or Redis is down")},
     )
-    async def health(self, state: State) -> Response[Health]:
-        database, redis = await asyncio.gather(_check_database(state), _check_redis(state))
-        healthy = database == "ok" and redis == "ok"
+    async def health(self, redis: NamedDependency[Redis], engine: NamedDependency[AsyncEngine]) -> Response[Health]:
+        database, redis_check = await asyncio.gather(_check_database(engine), _check_redis(redis))
+        healthy = database == "ok" and redis_check == "ok"
         return Response(
-            Health(status="ok" if healthy else "degraded", checks=HealthChecks(database=database, redis=redis)),
+            Health(status="ok" if healthy else "degraded", checks=HealthChecks(database=database, redis=redis_check)),
             status_code=200 if healthy else 503,
         )

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlencode
 
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import ResponseHeader
-from litestar.di import NamedDependency
+from litestar.di import NamedDependency, Provide
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, JSONBody, QueryParameter
+from redis.asyncio import Redis
 
+from app.config import Settings
 from app.domain.auth.guards import (
     UNREADABLE_REQUEST,
     USER_OR_KEY_RESPONSES,
@@ -21,22 +24,45 @@ from app.domain.auth.guards import (
     requires,
 )
 from app.domain.wallets.history import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, TransactionHistory, cursor_secret
-from app.domain.wallets.notifications import notifier_of
+from app.domain.wallets.ledger import AcceptedTransfer
+from app.domain.wallets.notifications import SettlementNotifier
 from app.domain.wallets.schemas import Balance, Transaction, TransferRequest, TransferResult, transfer_result
-from app.domain.wallets.transfers import TransferService
-from app.lib.idempotency import IdempotencyClaim, IdempotencyKeyHeader, run_idempotently
-from app.lib.redis import redis_from_state
+from app.domain.wallets.transfers import TransferOutcome, TransferService
+from app.lib.idempotency import Answer, IdempotencyKeyHeader, run_idempotently
+from app.lib.uow import UnitOfWork
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
-    from app.domain.wallets.ledger import AcceptedTransfer
+
+async def provide_transfers(
+    uow: NamedDependency[UnitOfWork],
+    redis: NamedDependency[Redis],
+    notifier: NamedDependency[SettlementNotifier],
+    settings: NamedDependency[Settings],
+) -> TransferService:
+    return TransferService(uow, redis=redis, notifier=notifier, wait_ms=settings.money.transfer_wait_ms)
+
+
+def transfer_response(outcome: TransferOutcome) -> Response[Any]:
+    """200 once the recipient was credited within the wait, else 202 (accepted, settling)."""
+    return Response(
+        transfer_result(outcome.reference, settled=outcome.settled), status_code=200 if outcome.settled else 202
+    )
+
+
+def accepted_answer(result: object) -> Answer | None:
+    """The answer committed with an accepted transfer: a retry after a crash replays "accepted", never sends again."""
+    if isinstance(result, AcceptedTransfer):
+        return Answer(202, transfer_result(result.reference, settled=False))
+    return None
 
 
 class WalletController(Controller):
     path = "/wallet"
     tags = ["wallet"]
     security = USER_OR_KEY_SECURITY
+    dependencies = {"transfers": Provide(provide_transfers)}
 
     @get(
         "/balance",
@@ -76,39 +102,29 @@ class WalletController(Controller):
     )
     async def transfer(
         self,
+        *,
         request: Request[Any, Any, Any],
         caller: NamedDependency[Caller],
-        db_session: NamedDependency[AsyncSession],
+        uow: NamedDependency[UnitOfWork],
+        transfers: NamedDependency[TransferService],
         data: JSONBody[TransferRequest],
         idempotency_key: IdempotencyKeyHeader = None,
     ) -> Response[TransferResult]:
-        settings = request.app.state.settings
-        transfers = TransferService(
-            db_session,
-            redis=redis_from_state(request.app.state),
-            notifier=notifier_of(request.app),
-            wait_ms=settings.transfer_wait_ms,
+        send = partial(
+            transfers.send,
+            sender_user_id=caller.user_id,
+            recipient_wallet_number=data.wallet_number,
+            amount=data.amount,
+            actor=caller.principal,
         )
-
-        async def send(claim: IdempotencyClaim) -> Response[Any]:
-            async def remember_acceptance(accepted: AcceptedTransfer) -> None:
-                # Committed with the money: a retry after a crash replays "accepted", never sends again.
-                await claim.stage(202, transfer_result(accepted.reference, settled=False))
-
-            outcome = await transfers.send(
-                sender_user_id=caller.user_id,
-                recipient_wallet_number=data.wallet_number,
-                amount=data.amount,
-                actor=caller.principal,
-                before_commit=remember_acceptance,
-            )
-            return Response(
-                transfer_result(outcome.reference, settled=outcome.settled),
-                status_code=200 if outcome.settled else 202,
-            )
-
         return await run_idempotently(
-            db_session, request=request, user_id=caller.user_id, key=idempotency_key, handler=send
+            uow,
+            request=request,
+            user_id=caller.user_id,
+            key=idempotency_key,
+            work=send,
+            respond=transfer_response,
+            staged=accepted_answer,
         )
 
     @get(
@@ -134,9 +150,11 @@ class WalletController(Controller):
     )
     async def transactions(
         self,
+        *,
         request: Request[Any, Any, Any],
         caller: NamedDependency[Caller],
         db_session: NamedDependency[AsyncSession],
+        settings: NamedDependency[Settings],
         limit: Annotated[
             int, QueryParameter(ge=1, le=MAX_PAGE_SIZE, description="Items per page, 1 to 200.")
         ] = DEFAULT_PAGE_SIZE,
@@ -144,7 +162,7 @@ class WalletController(Controller):
             str | None, QueryParameter(description="Opaque; from the previous page's `Link` header.")
         ] = None,
     ) -> Response[list[Transaction]]:
-        secret = cursor_secret(request.app.state.settings.jwt_secret)
+        secret = cursor_secret(settings.auth.jwt_secret)
         page = await TransactionHistory(db_session, cursor_secret=secret).page(
             caller.user_id, limit=limit, cursor=cursor
         )

@@ -112,7 +112,10 @@ _BRANCHES = {
         "ORDER BY t.created_at DESC, t.id DESC LIMIT :fetch"
     ),
     "deposit": (
-        "SELECT d.reference, 'deposit' AS type, d.amount, d.status, NULL AS counterparty, d.created_at, d.id "
+        # `reversed` is an internal state: clients see a reversed deposit as `failed`.
+        "SELECT d.reference, 'deposit' AS type, d.amount, "
+        "CASE d.status WHEN 'reversed' THEN 'failed' ELSE d.status END AS status, "
+        "NULL AS counterparty, d.created_at, d.id "
         "FROM deposits d WHERE d.wallet_id = :wallet {keyset} "
         "ORDER BY d.created_at DESC, d.id DESC LIMIT :fetch"
     ),

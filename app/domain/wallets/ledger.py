@@ -1,32 +1,15 @@
-"""The ledger: the one place that writes journals, entries and wallet balances.
+"""The ledger: the one place that writes journals, entries and wallet balances, in its caller's transaction.
 
-Every movement of money is a journal whose entries sum to zero, across wallet accounts (`wallet:<number>`)
-and the system accounts (`paystack`, `transfers_in_flight`). A wallet's `balance` column is a cache of the
-sum of its account's entries, updated in the same transaction as the entries; nothing outside this module
-changes a balance.
-
-Three movements exist:
-
-- deposit credit (`credit_deposit`): `paystack` → wallet, once per deposit reference;
-- transfer acceptance (`accept_transfer`, in the request): sender → `transfers_in_flight`, so the sender's
-  funds are reserved at once and the balance can never go below zero;
-- settlement (`settle_batch`, in a worker): `transfers_in_flight` → recipients, for a whole batch of pending
-  transfers in one journal, one entry and one balance update per recipient.
-
-Locking: wallet rows are locked `FOR NO KEY UPDATE`, the lock a balance UPDATE itself takes. It excludes
-every other balance writer but not the `FOR KEY SHARE` lock that inserting a row with a foreign key to the
-wallet takes, so a transfer *to* a wallet never waits for (or deadlocks with) a transfer *from* it. When
-several wallets are locked (settlement) they are locked in id order in one statement. Deadlocks and
-serialisation failures are retried with a short backoff all the same.
+Movements: `credit_deposit` (`paystack` -> wallet, once per reference), `accept_transfer` (sender -> in flight,
+one statement) and `settle_batch` (in flight -> recipients, one journal per batch); a wallet's `balance`
+caches its entries, updated with them. Locks and why they cannot deadlock: `docs/ledger.md`.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -37,7 +20,7 @@ from uuid_utils.compat import uuid7
 
 from app.db import models as m
 from app.lib import audit
-from app.lib.db import run_transaction
+from app.lib.db import for_no_key_update
 from app.lib.errors import InsufficientBalance, RequestValidationError, SelfTransfer, WalletNotFound
 
 if TYPE_CHECKING:
@@ -47,7 +30,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-_RESERVE = text(
+_ACCEPT = text(
     """
     WITH recipient AS (
         SELECT id, user_id, currency FROM wallets WHERE number = CAST(:recipient_number AS text)
@@ -138,26 +121,8 @@ class SettledBatch:
         return sum(self.credits.values())
 
 
-@dataclass(frozen=True)
-class SettlementRun:
-    """What one drain of pending transfers did."""
-
-    batches: list[SettledBatch]
-    more_pending: bool
-    """The time budget ran out with work left: the caller should schedule another run."""
-
-    @property
-    def settled(self) -> int:
-        return sum(len(batch.references) for batch in self.batches)
-
-
 class LedgerService:
-    """Every write to the ledger. Construct it with the session whose transaction the writes join.
-
-    `credit_deposit` does not commit (its caller commits it with its own state change); `accept_transfer`
-    and `settle_batch` own their transactions: they commit, and retry them on deadlock or serialisation
-    failure.
-    """
+    """Every write to the ledger, in the transaction of the session it is given (its caller commits)."""
 
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -183,10 +148,9 @@ class LedgerService:
         """Credit a wallet from `paystack`, exactly once per deposit reference.
 
         Locks the wallet row first, then writes the `deposit` journal; a journal for this reference that
-        already exists (UNIQUE(kind, reference)) makes the call a no-op. Does NOT commit: the caller commits
-        the credit together with its own state change (the deposit becoming `success`), and retries the
-        whole transaction itself if it fails with a deadlock (`app.lib.db.is_retryable`). `actor` is who
-        reported the payment, for the audit log.
+        already exists (UNIQUE(kind, reference)) makes the call a no-op. The caller commits the credit with its
+        own state change (the deposit becoming `success`). `actor` is who reported the payment, for the audit
+        log.
 
         Returns:
             True when this call credited the wallet, False when the reference was credited before.
@@ -199,7 +163,7 @@ class LedgerService:
             msg = f"a deposit credit must be positive, got {amount}"
             raise ValueError(msg)
         account_id = await self.session.scalar(
-            select(m.Wallet.ledger_account_id).where(m.Wallet.id == wallet_id).with_for_update(key_share=True)
+            for_no_key_update(select(m.Wallet.ledger_account_id).where(m.Wallet.id == wallet_id))
         )
         if account_id is None:
             raise WalletNotFound
@@ -231,23 +195,12 @@ class LedgerService:
     # -- transfers: acceptance --------------------------------------------------------------------------
 
     async def accept_transfer(
-        self,
-        *,
-        sender_user_id: UUID,
-        recipient_wallet_number: str,
-        amount: int,
-        actor: str,
-        reference: str | None = None,
-        before_commit: Callable[[AcceptedTransfer], Awaitable[None]] | None = None,
+        self, *, sender_user_id: UUID, recipient_wallet_number: str, amount: int, actor: str, reference: str
     ) -> AcceptedTransfer:
-        """Reserve a transfer's funds: sender → `transfers_in_flight`, and a pending transfer. Commits.
+        """Reserve a transfer's funds: sender -> `transfers_in_flight`, and a pending transfer (`_ACCEPT`).
 
-        The sender's wallet row is locked before anything is written, the balance checked under that lock,
-        and the pending transfer, the `transfer` journal and the sender's new balance committed together.
-        `before_commit` runs inside that transaction (an idempotency record stores its response there, so
-        the response and the money move together). Enqueue settlement only after this returns. `reference`
-        lets the caller choose the transfer's reference up front (to listen for its settlement before the
-        commit); by default a new one is made. `actor` (the user or API key sending) goes to the audit log.
+        `actor` (the user or API key sending) goes to the audit log. The caller commits, then asks for
+        settlement.
 
         Raises:
             WalletNotFound: no wallet has this number (or the sender has no wallet).
@@ -256,33 +209,9 @@ class LedgerService:
         """
         if amount <= 0:
             raise RequestValidationError("The amount must be a positive integer.")
-        reference = reference or new_transfer_reference()
-
-        async def transaction() -> AcceptedTransfer:
-            accepted = await self._reserve(sender_user_id, recipient_wallet_number, amount, reference)
-            await audit.record(
-                self.session,
-                actor=actor,
-                action="transfer.accepted",
-                subject=reference,
-                amount=amount,
-                details={"to": recipient_wallet_number},
-            )
-            if before_commit is not None:
-                await before_commit(accepted)
-            await self.session.commit()
-            return accepted
-
-        return await run_transaction(self.session, transaction)
-
-    async def _reserve(
-        self, sender_user_id: UUID, recipient_wallet_number: str, amount: int, reference: str
-    ) -> AcceptedTransfer:
-        # One round trip (`_RESERVE`) instead of six: under load, statement building and round trips were
-        # most of a transfer's cost. It writes only when every check passes; otherwise it says what it found.
         row = (
             await self.session.execute(
-                _RESERVE,
+                _ACCEPT,
                 {
                     "recipient_number": recipient_wallet_number,
                     "sender_user_id": sender_user_id,
@@ -306,6 +235,14 @@ class LedgerService:
         if not row.reserved:
             # The only check left is the balance, made under the row lock by the debit itself.
             raise InsufficientBalance
+        await audit.record(
+            self.session,
+            actor=actor,
+            action="transfer.accepted",
+            subject=reference,
+            amount=amount,
+            details={"to": recipient_wallet_number},
+        )
         return AcceptedTransfer(
             reference=reference,
             amount=amount,
@@ -316,31 +253,15 @@ class LedgerService:
 
     # -- transfers: settlement --------------------------------------------------------------------------
 
-    async def settle_batch(
-        self, *, batch_size: int, before_commit: Callable[[SettledBatch], Awaitable[None]] | None = None
-    ) -> SettledBatch | None:
-        """Settle up to `batch_size` pending transfers in one journal. Commits; None when nothing is pending.
+    async def settle_batch(self, *, batch_size: int) -> SettledBatch | None:
+        """Settle up to `batch_size` pending transfers in one journal; None when nothing is pending.
 
         Claims the oldest pending transfers with `FOR UPDATE SKIP LOCKED` (concurrent settlers take disjoint
         batches), adds them up per recipient, locks each recipient once in id order, writes one settlement
         journal (one in-flight debit, one credit per recipient), updates each recipient's balance once and
-        marks the transfers settled with one UPDATE. A transfer that another run settled is no longer
-        pending, so running this twice moves nothing twice. `before_commit` runs inside the transaction.
+        marks the transfers settled with one UPDATE. A transfer another run settled is no longer pending, so
+        running this twice moves nothing twice.
         """
-
-        async def transaction() -> SettledBatch | None:
-            batch = await self._settle(batch_size)
-            if batch is None:
-                await self.session.commit()
-                return None
-            if before_commit is not None:
-                await before_commit(batch)
-            await self.session.commit()
-            return batch
-
-        return await run_transaction(self.session, transaction)
-
-    async def _settle(self, batch_size: int) -> SettledBatch | None:
         claimed = (
             await self.session.execute(
                 select(
@@ -364,10 +285,11 @@ class LedgerService:
         # One statement, ORDER BY id: the rows are locked in id order, so settlers never deadlock.
         recipients = (
             await self.session.execute(
-                select(m.Wallet.id, m.Wallet.ledger_account_id)
-                .where(m.Wallet.id.in_(list(credits)))
-                .order_by(m.Wallet.id)
-                .with_for_update(key_share=True)
+                for_no_key_update(
+                    select(m.Wallet.id, m.Wallet.ledger_account_id)
+                    .where(m.Wallet.id.in_(list(credits)))
+                    .order_by(m.Wallet.id)
+                )
             )
         ).all()
         if len(recipients) != len(credits):
@@ -426,32 +348,6 @@ class LedgerService:
             credits=dict(credits),
             lags_seconds=[max((settled_at - row.created_at).total_seconds(), 0.0) for row in claimed],
         )
-
-    async def settle_pending(
-        self,
-        *,
-        batch_size: int,
-        time_budget_seconds: float = 60.0,
-        on_settled: Callable[[SettledBatch], Awaitable[None]] | None = None,
-        before_commit: Callable[[SettledBatch], Awaitable[None]] | None = None,
-    ) -> SettlementRun:
-        """Settle batch after batch until nothing is pending or the time budget is spent.
-
-        `on_settled` runs after each batch's commit (to announce the settled references).
-        """
-        started = time.monotonic()
-        batches: list[SettledBatch] = []
-        while True:
-            batch = await self.settle_batch(batch_size=batch_size, before_commit=before_commit)
-            if batch is None:
-                return SettlementRun(batches, more_pending=False)
-            batches.append(batch)
-            if on_settled is not None:
-                await on_settled(batch)
-            if len(batch.references) < batch_size:
-                return SettlementRun(batches, more_pending=False)
-            if time.monotonic() - started > time_budget_seconds:
-                return SettlementRun(batches, more_pending=True)
 
     # -- reading ----------------------------------------------------------------------------------------
 

@@ -1,10 +1,8 @@
 """Settlement notifications: how `POST /wallet/transfer` learns, without polling, that its transfer settled.
 
-A worker that commits a settlement batch PUBLISHes the batch's transfer references on `SETTLED_CHANNEL`.
-Each API process runs ONE long-lived subscriber (`SettlementNotifier`, started with the app) that resolves
-the per-reference futures of the requests waiting in that process. Redis pub/sub is fire and forget: a
-notification lost (Redis restarting, the subscriber reconnecting) only turns a 200 into a 202, because the
-waiting request looks at the transfer's status once before it answers 202.
+Workers PUBLISH settled references after each batch's commit; each API process runs ONE subscriber that wakes
+the requests waiting in that process. Pub/sub is fire and forget: a lost notification only turns a 200 into
+a 202, because a waiting request looks at the transfer's status once before it answers 202.
 """
 
 from __future__ import annotations
@@ -21,13 +19,11 @@ from redis.exceptions import RedisError
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from litestar import Litestar
 
 logger = logging.getLogger(__name__)
 
 SETTLED_CHANNEL = "wallet:transfers:settled"
 """Pub/sub channel; each message is a JSON array of settled transfer references."""
-NOTIFIER_STATE_KEY = "settlement_notifier"
 RECONNECT_MAX_SECONDS = 5.0
 POLL_SECONDS = 1.0
 STOP_GRACE_SECONDS = 2.0
@@ -160,22 +156,3 @@ class SettlementNotifier:
                     await client.aclose()
             await asyncio.sleep(delay)
             delay = min(delay * 2, RECONNECT_MAX_SECONDS)
-
-
-async def start_settlement_notifier(app: Litestar) -> None:
-    """`on_startup` hook: one subscriber per API process (it connects in the background)."""
-    notifier = SettlementNotifier(app.state.settings.redis_url)
-    notifier.start()
-    app.state[NOTIFIER_STATE_KEY] = notifier
-
-
-async def stop_settlement_notifier(app: Litestar) -> None:
-    """`on_shutdown` hook."""
-    notifier = app.state.get(NOTIFIER_STATE_KEY)
-    if isinstance(notifier, SettlementNotifier):
-        await notifier.stop()
-
-
-def notifier_of(app: Litestar) -> SettlementNotifier | None:
-    notifier = app.state.get(NOTIFIER_STATE_KEY)
-    return notifier if isinstance(notifier, SettlementNotifier) else None

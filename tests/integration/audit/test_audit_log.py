@@ -13,9 +13,10 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.db import models as m
-from tests.integration.wallets.conftest import add_api_key, wait_until_settled
-from tests.support.ledger import fund
+from tests.support.factories import fund
 from tests.support.processes import ServiceProcess
+from tests.support.users import add_api_key
+from tests.support.waiting import wait_until_settled
 
 
 async def _events(db: AsyncSession, **where: str) -> list[Row[Any]]:

@@ -1,12 +1,11 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.integration.auth.support import BASE_URL, PROBES, api, running, wallet_app
+from tests.support.auth import BASE_URL, GOOGLE_CLIENT_ID, PROBES, api, running, wallet_app
 
 __all__ = ("api", "wallet_app")  # fixtures shared with the keys tests
 
@@ -14,8 +13,6 @@ if TYPE_CHECKING:
     from litestar import Litestar
 
     from app.config import Settings
-
-GOOGLE_CLIENT_ID = "wallet-test-client"
 
 
 @pytest.fixture(scope="session")
@@ -30,8 +27,7 @@ def oidc_provider() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def google_settings(settings: Settings, oidc_provider: str) -> Settings:
     """The test settings, signing in through the provider on loopback as client `wallet-test-client`."""
-    return replace(
-        settings,
+    return settings.replaced(
         google_client_id=GOOGLE_CLIENT_ID,
         google_client_secret="wallet-test-client-secret",
         google_redirect_uri=f"{BASE_URL}/auth/google/callback",

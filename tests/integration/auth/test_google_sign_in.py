@@ -12,7 +12,6 @@ import json
 import re
 import uuid
 from collections.abc import Iterator
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
@@ -24,10 +23,9 @@ from sqlalchemy import func, select
 from app.db import models as m
 from app.domain.auth.sign_in import BROWSER_COOKIE, FLOW_KEY_PREFIX, GoogleSignIn
 from app.lib.errors import OAuthFailed
-from tests.integration.auth.conftest import GOOGLE_CLIENT_ID
-from tests.integration.auth.forged_provider import CLIENT_ID as FORGED_CLIENT_ID
-from tests.integration.auth.forged_provider import ForgedProvider, run_forged_provider, s256
-from tests.integration.auth.support import BASE_URL, browser, running
+from tests.support.auth import BASE_URL, GOOGLE_CLIENT_ID, browser, running
+from tests.support.forged_provider import CLIENT_ID as FORGED_CLIENT_ID
+from tests.support.forged_provider import ForgedProvider, run_forged_provider, s256
 
 if TYPE_CHECKING:
     from litestar import Litestar
@@ -100,7 +98,7 @@ async def test_first_sign_in_creates_the_user_and_wallet_and_answers_a_working_t
         body = response.json()
         assert list(body) == ["access_token", "token_type", "expires_in", "user", "wallet_number"]
         assert body["token_type"] == "bearer"
-        assert body["expires_in"] == settings.jwt_expires_minutes * 60
+        assert body["expires_in"] == settings.auth.jwt_expires_minutes * 60
         assert body["user"]["email"] == email.lower()
         assert body["user"]["name"] == "Ada Lovelace"
         assert body["user"]["picture"] == "https://example.com/ada.png"
@@ -291,7 +289,7 @@ async def test_starting_sign_in_without_a_usable_provider_is_an_oauth_error(
 ) -> None:
     # Through the service: an `OAuthFailed` is what the error handler answers as 400 `OAUTH_ERROR`.
     with pytest.raises(OAuthFailed):
-        await GoogleSignIn(replace(google_settings, **override), redis).start(None)
+        await GoogleSignIn(google_settings.replaced(**override), redis).start(None)
 
 
 async def test_a_discovery_document_that_is_not_served_under_its_issuer_is_refused(
@@ -300,7 +298,7 @@ async def test_a_discovery_document_that_is_not_served_under_its_issuer_is_refus
     elsewhere = f"{forged_server.issuer}/tenant/.well-known/openid-configuration"
     with pytest.raises(OAuthFailed):
         await GoogleSignIn(
-            replace(settings, google_client_id=FORGED_CLIENT_ID, google_discovery_url=elsewhere), redis
+            settings.replaced(google_client_id=FORGED_CLIENT_ID, google_discovery_url=elsewhere), redis
         ).start(None)
 
 
@@ -317,8 +315,7 @@ def forged_server() -> Iterator[ForgedProvider]:
 async def forged_app(settings: Settings, forged_server: ForgedProvider) -> Any:
     from app.main import create_app
 
-    forged_settings = replace(
-        settings,
+    forged_settings = settings.replaced(
         google_client_id=FORGED_CLIENT_ID,
         google_client_secret="forged-client-secret",
         google_redirect_uri=BASE_URL + CALLBACK_PATH,

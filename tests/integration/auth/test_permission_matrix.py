@@ -22,10 +22,11 @@ from sqlalchemy import update
 from app.db import models as m
 from app.domain.auth.guards import USER_ONLY_SECURITY, USER_OR_KEY_SECURITY, requires
 from app.domain.auth.tokens import issue_token
-from app.domain.auth.users import Identity, UserService
+from app.domain.auth.users import Identity
 from app.domain.keys.service import ApiKeyService
 from app.lib.db import session_maker
-from tests.integration.auth.support import browser, running
+from tests.support.auth import browser, running
+from tests.support.factories import sign_in
 
 if TYPE_CHECKING:
     from litestar import Litestar
@@ -125,11 +126,11 @@ async def matrix(settings: Settings, engine: AsyncEngine) -> AsyncIterator[Fixtu
 
     sessions = session_maker(engine)
     async with sessions() as session:
-        owner, _ = await UserService(session=session).sign_in(
-            Identity(email=f"matrix-{uuid.uuid4().hex[:10]}@example.com"), settings.currency
+        owner, _ = await sign_in(
+            session, Identity(email=f"matrix-{uuid.uuid4().hex[:10]}@example.com"), settings.money.currency
         )
-        other, _ = await UserService(session=session).sign_in(
-            Identity(email=f"matrix-{uuid.uuid4().hex[:10]}@example.com"), settings.currency
+        other, _ = await sign_in(
+            session, Identity(email=f"matrix-{uuid.uuid4().hex[:10]}@example.com"), settings.money.currency
         )
         keys = ApiKeyService(session=session)
         everything = ["deposit", "transfer", "read"]
@@ -142,6 +143,7 @@ async def matrix(settings: Settings, engine: AsyncEngine) -> AsyncIterator[Fixtu
         await session.commit()
         revoked = await keys.create_key(owner.id, name="revoked", permissions=everything, expiry="1D")
         await keys.revoke(owner.id, revoked.key.id)
+        await session.commit()
         only = {
             p: (await keys.create_key(owner.id, name=f"only-{p}", permissions=[p], expiry="1D")).secret
             for p in everything
@@ -154,6 +156,7 @@ async def matrix(settings: Settings, engine: AsyncEngine) -> AsyncIterator[Fixtu
             ).secret
             for p in everything
         }
+        await session.commit()
     async with running(create_app(settings)) as app, browser(app) as client:
         yield Fixture(
             app=app,

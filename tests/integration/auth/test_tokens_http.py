@@ -38,11 +38,11 @@ def forged(settings: Settings, user_id: uuid.UUID, **overrides: Any) -> str:
         "iat": now,
         "exp": now + 600,
         "jti": uuid.uuid4().hex,
-        "iss": settings.jwt_issuer,
-        "aud": settings.jwt_audience,
+        "iss": settings.auth.jwt_issuer,
+        "aud": settings.auth.jwt_audience,
         **overrides,
     }
-    return jwt.encode(claims, settings.jwt_secret, algorithm="HS256")
+    return jwt.encode(claims, settings.auth.jwt_secret, algorithm="HS256")
 
 
 def bad_tokens(settings: Settings, user_id: uuid.UUID) -> dict[str, tuple[str, str]]:

@@ -10,9 +10,10 @@ import pytest
 from sqlalchemy import func, select
 
 from app.db import models as m
-from app.domain.auth.users import Identity, UserService
+from app.domain.auth.users import Identity
 from app.lib.db import session_maker
 from app.lib.errors import OAuthFailed
+from tests.support import factories
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -21,9 +22,8 @@ if TYPE_CHECKING:
 
 
 async def sign_in(engine: AsyncEngine, settings: Settings, identity: Identity) -> tuple[uuid.UUID, str]:
-    async with session_maker(engine)() as session:
-        user, wallet = await UserService(session=session).sign_in(identity, settings.currency)
-        return user.id, wallet.number
+    user, wallet = await factories.sign_in(engine, identity, settings.money.currency)
+    return user.id, wallet.number
 
 
 async def counts(engine: AsyncEngine, email: str) -> tuple[int, int]:

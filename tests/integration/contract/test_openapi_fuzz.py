@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any, cast
 
 import pytest
@@ -35,9 +34,9 @@ from litestar.testing import AsyncTestClient
 from schemathesis.generation.modes import GenerationMode
 from schemathesis.python import asgi
 
-from app.lib.ratelimit import EXEMPT_PATHS
+from app.domain.auth.rate_limit import EXEMPT_PATHS
 from app.main import create_app
-from tests.support.ledger import fund
+from tests.support.factories import fund
 from tests.support.paystack_standin import PaystackStandIn
 
 if TYPE_CHECKING:
@@ -46,7 +45,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from app.config import Settings
-    from tests.conftest import TestUser
+    from tests.support.users import TestUser
 
 OPENAPI_PATH = "/docs/openapi.json"
 EXAMPLES_PER_OPERATION = 20
@@ -73,8 +72,7 @@ def fuzz_app(settings: Settings, fuzz_paystack: PaystackStandIn) -> Iterator[Lit
     """The app as deployed, but talking to this module's Paystack and answering transfers without waiting
     for a worker (no worker runs here: every accepted transfer is a 202)."""
     app = create_app(
-        replace(
-            settings,
+        settings.replaced(
             paystack_base_url=fuzz_paystack.base_url,
             paystack_secret_key=fuzz_paystack.secret_key,
             transfer_wait_ms=0,

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db import models as m
-from tests.integration.faults.conftest import Stack, assert_ledger_ok, deposit_state, event_status, wait_for
+from tests.support.faults import Stack, assert_ledger_ok, deposit_state, event_status, wait_for
 
 pytestmark = pytest.mark.e2e
 

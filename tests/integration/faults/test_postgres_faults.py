@@ -21,7 +21,9 @@ from sqlalchemy import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.lib.infra import free_port
-from tests.integration.faults.conftest import (
+from app.lib.tasks import TaskName
+from tests.support.factories import fund
+from tests.support.faults import (
     Stack,
     assert_ledger_ok,
     assert_only_contract_answers,
@@ -30,11 +32,9 @@ from tests.integration.faults.conftest import (
     terminate_backends_of,
     wait_until_all_settled,
 )
-from tests.support.ledger import fund
 
 pytestmark = pytest.mark.e2e
 
-SWEEP_STALE_TRANSFERS = "tasks.ledger.requeue_stale_transfers"
 FUNDS = 50_000
 HANG_SECONDS = 10.0
 """Far above the 5 s connect timeout, far below the client's 30 s: an answer later than this is a hang."""
@@ -71,7 +71,7 @@ async def test_backends_terminated_under_load_give_503_or_success_never_500_and_
     for sender in senders:
         balance = await http.get("/wallet/balance", headers=sender.headers)
         assert balance.status_code == 200, balance.text
-    stack.send(SWEEP_STALE_TRANSFERS)  # a settlement whose connection was killed is left to beat's sweep
+    stack.send(TaskName.REQUEUE_STALE_TRANSFERS)  # a settlement whose connection was killed is left to beat's sweep
     await wait_until_all_settled(engine, senders, timeout=60)
     await assert_transfers_settled_exactly_once(
         engine, senders=senders, recipient=recipient, funded_each=FUNDS, acknowledged=answers.acknowledged

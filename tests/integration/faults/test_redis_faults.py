@@ -18,7 +18,9 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from tests.integration.faults.conftest import (
+from app.lib.tasks import TaskName
+from tests.support.factories import fund
+from tests.support.faults import (
     Stack,
     assert_ledger_ok,
     assert_only_contract_answers,
@@ -29,13 +31,10 @@ from tests.integration.faults.conftest import (
     wait_for,
     wait_until_all_settled,
 )
-from tests.integration.wallets.conftest import add_api_key
-from tests.support.ledger import fund
+from tests.support.users import add_api_key
 
 pytestmark = pytest.mark.e2e
 
-SWEEP_STALE_TRANSFERS = "tasks.ledger.requeue_stale_transfers"
-SWEEP_UNPROCESSED_WEBHOOKS = "tasks.payments.requeue_unprocessed_webhooks"
 FUNDS = 50_000
 
 
@@ -117,8 +116,8 @@ async def test_redis_restarted_under_load_is_a_quick_503_while_down_and_every_ac
 
     # What beat does: stale transfers every 15 s, events left unprocessed for a minute (made older here).
     await _age_events(engine, deposit)
-    stack.send(SWEEP_STALE_TRANSFERS)
-    stack.send(SWEEP_UNPROCESSED_WEBHOOKS)
+    stack.send(TaskName.REQUEUE_STALE_TRANSFERS)
+    stack.send(TaskName.REQUEUE_UNFINISHED_WEBHOOKS)
     await wait_until_all_settled(engine, senders, timeout=60)
     await wait_credited_once(engine, deposit)
     await assert_transfers_settled_exactly_once(
@@ -185,8 +184,8 @@ async def test_redis_flushed_under_load_loses_no_accepted_transfer_and_no_acknow
     stack.broker.control.add_consumer("webhooks", reply=True, timeout=5, limit=1)
     # Beat's sweeps: stale transfers at once (STALE_TRANSFER_SECONDS=0 here), events left for a minute.
     await _age_events(engine, deposit)
-    stack.send(SWEEP_STALE_TRANSFERS)
-    stack.send(SWEEP_UNPROCESSED_WEBHOOKS)
+    stack.send(TaskName.REQUEUE_STALE_TRANSFERS)
+    stack.send(TaskName.REQUEUE_UNFINISHED_WEBHOOKS)
     await wait_until_all_settled(engine, senders, timeout=60)
     await wait_credited_once(engine, deposit)
     await assert_transfers_settled_exactly_once(

@@ -24,9 +24,10 @@ import psutil
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tasks.ledger import TEST_PAUSE_ENV
+from app.lib.tasks import TaskName
 from tasks.runtime import TEST_COMMIT_PAUSE_ENV
-from tests.integration.faults.conftest import (
+from tests.support.factories import fund
+from tests.support.faults import (
     Stack,
     assert_ledger_ok,
     assert_only_contract_answers,
@@ -39,13 +40,9 @@ from tests.integration.faults.conftest import (
     wait_credited_once,
     wait_until_all_settled,
 )
-from tests.support.ledger import fund
 from tests.support.processes import ServiceProcess
 
 pytestmark = pytest.mark.e2e
-
-SWEEP_STALE_TRANSFERS = "tasks.ledger.requeue_stale_transfers"
-SWEEP_UNPROCESSED_WEBHOOKS = "tasks.payments.requeue_unprocessed_webhooks"
 
 
 def kill_pool_processes(worker: ServiceProcess) -> list[int]:
@@ -65,7 +62,7 @@ async def test_a_pool_process_killed_mid_settlement_under_load_is_replaced_and_e
     stack: Stack, workers: None, http: httpx.AsyncClient, engine: AsyncEngine, make_user
 ) -> None:
     # Every settlement batch pauses before its commit, so the kill lands inside the transaction.
-    worker = stack.start_worker(concurrency=1, name="settler", **{TEST_PAUSE_ENV: "2.5"})
+    worker = stack.start_worker(concurrency=1, name="settler", **{TEST_COMMIT_PAUSE_ENV: "2.5"})
     recipient = await make_user()
     senders = [await make_user() for _ in range(4)]
     for sender in senders:
@@ -101,7 +98,7 @@ async def test_a_worker_killed_mid_settlement_beside_a_live_one_leaves_its_batch
     meanwhile, each transfer once, when beat's sweep (or the next transfer, once the dead run's drain request
     has expired) asks for a run."""
     victim, survivor = await asyncio.gather(
-        asyncio.to_thread(stack.start_worker, concurrency=1, name="settle-victim", **{TEST_PAUSE_ENV: "60"}),
+        asyncio.to_thread(stack.start_worker, concurrency=1, name="settle-victim", **{TEST_COMMIT_PAUSE_ENV: "60"}),
         asyncio.to_thread(stack.start_worker, concurrency=1, name="settle-survivor"),
     )
     recipient = await make_user()
@@ -118,7 +115,7 @@ async def test_a_worker_killed_mid_settlement_beside_a_live_one_leaves_its_batch
     answers = await load
 
     assert_only_contract_answers(answers, allowed={200, 202})
-    stack.send(SWEEP_STALE_TRANSFERS)  # what beat does every 15 s
+    stack.send(TaskName.REQUEUE_STALE_TRANSFERS)  # what beat does every 15 s
     await wait_until_all_settled(engine, senders, timeout=60)
     assert survivor.alive()
     await assert_transfers_settled_exactly_once(
@@ -158,7 +155,7 @@ async def test_a_worker_killed_while_processing_a_webhook_is_finished_by_another
             "WHERE reference = $2",
             (timedelta(minutes=5), reference),
         )
-    stack.send(SWEEP_UNPROCESSED_WEBHOOKS)
+    stack.send(TaskName.REQUEUE_UNFINISHED_WEBHOOKS)
     await wait_credited_once(engine, reference)
     assert await event_status(engine, body) == "processed"
     assert rescuer.alive()

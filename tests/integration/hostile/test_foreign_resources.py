@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -16,10 +15,10 @@ from litestar.testing import AsyncTestClient
 from sqlalchemy import insert, update
 
 from app.db import models as m
-from app.domain.payments.deposits import verification_marker
+from app.domain.payments.verification import VERIFICATIONS
 from app.lib.db import session_maker
 from app.main import create_app
-from tests.support.ledger import fund
+from tests.support.factories import fund
 
 if TYPE_CHECKING:
     from litestar import Litestar
@@ -27,8 +26,8 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from app.config import Settings
-    from tests.conftest import TestUser
-    from tests.integration.hostile.conftest import Footprint
+    from tests.support.hostile import Footprint
+    from tests.support.users import TestUser
 
 ALL_PERMISSIONS = ["deposit", "transfer", "read"]
 
@@ -36,7 +35,7 @@ ALL_PERMISSIONS = ["deposit", "transfer", "read"]
 @pytest.fixture
 async def api(settings: Settings) -> AsyncIterator[AsyncTestClient[Litestar]]:
     """The app; transfers answer without waiting for a worker."""
-    async with AsyncTestClient(app=create_app(replace(settings, transfer_wait_ms=0))) as client:
+    async with AsyncTestClient(app=create_app(settings.replaced(transfer_wait_ms=0))) as client:
         yield client
 
 
@@ -100,7 +99,7 @@ async def test_another_users_transactions_and_deposits_are_404_to_their_token_an
         assert not {item["reference"] for item in listed.json()} & set(references.values())
 
     # A stranger's poll must not make the service ask Paystack about the owner's deposit.
-    assert not await redis.exists(verification_marker(references["pending deposit"]))
+    assert not await redis.exists(VERIFICATIONS.marker(references["pending deposit"]))
     assert await footprint(owner) == before
     for reference in references.values():
         assert (await api.get(f"/wallet/transactions/{reference}", headers=owner.headers)).status_code == 200

@@ -18,7 +18,6 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import jwt
@@ -28,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from litestar.testing import AsyncTestClient
 
 from app.main import create_app
-from tests.support.ledger import fund
+from tests.support.factories import fund
 
 if TYPE_CHECKING:
     from litestar import Litestar
@@ -36,8 +35,8 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from app.config import Settings
-    from tests.conftest import TestUser
-    from tests.integration.hostile.conftest import Footprint
+    from tests.support.hostile import Footprint
+    from tests.support.users import TestUser
 
 VICTIMS_FUNDS = 50_000
 
@@ -65,8 +64,8 @@ def forged_tokens(settings: Settings, victim: TestUser, attacker: TestUser) -> d
         "nbf": now,
         "exp": now + 600,
         "jti": uuid.uuid4().hex,
-        "iss": settings.jwt_issuer,
-        "aud": settings.jwt_audience,
+        "iss": settings.auth.jwt_issuer,
+        "aud": settings.auth.jwt_audience,
     }
     private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     public_pem = private_key.public_key().public_bytes(
@@ -219,7 +218,7 @@ async def limited(settings: Settings, redis: Redis) -> AsyncIterator[AsyncTestCl
         await redis.delete(key)
     # The window is a calendar minute: don't start a burst a moment before it rolls over.
     await asyncio.sleep(max(0.0, 3 - (60 - time.time() % 60)))
-    app = create_app(replace(settings, rate_limit_per_minute=GUESS_LIMIT, transfer_wait_ms=0))
+    app = create_app(settings.replaced(rate_limit_per_minute=GUESS_LIMIT, transfer_wait_ms=0))
     async with AsyncTestClient(app=app) as client:
         yield client
     async for key in redis.scan_iter("ratelimit:*"):

@@ -44,7 +44,7 @@ async def test_a_cursor_the_service_did_not_issue_is_a_400(live_api: str, make_u
 
 
 async def test_an_issued_cursor_with_its_payload_altered_is_a_400(live_api: str, make_user, engine) -> None:
-    from tests.support.ledger import fund
+    from tests.support.factories import fund
 
     user = await make_user()
     for _ in range(3):

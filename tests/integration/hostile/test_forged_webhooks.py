@@ -22,7 +22,7 @@ from sqlalchemy import func, insert, select
 
 from app.db import models as m
 from app.lib.db import session_maker
-from tests.integration.payments.support import deposit_row, events_with_body, eventually
+from tests.support.payments import deposit_row, events_with_body, eventually
 from tests.support.paystack_standin import PaystackStandIn
 
 if TYPE_CHECKING:
@@ -30,9 +30,9 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from app.config import Settings
-    from tests.conftest import TestUser
-    from tests.integration.hostile.conftest import Footprint
+    from tests.support.hostile import Footprint
     from tests.support.processes import ServiceProcess
+    from tests.support.users import TestUser
 
 AMOUNT = 12_345
 WEBHOOK = "/wallet/paystack/webhook"
@@ -68,7 +68,7 @@ async def _deposit_credits(engine: AsyncEngine, reference: str) -> int:
 
 def _paystack(settings: Settings) -> PaystackStandIn:
     """Only to build Paystack's own event body and sign it with the secret the app checks; nothing is served."""
-    return PaystackStandIn(secret_key=settings.webhook_secret)
+    return PaystackStandIn(secret_key=settings.paystack.webhook_secret)
 
 
 async def test_signatures_made_any_other_way_are_401_and_store_nothing(
@@ -82,7 +82,7 @@ async def test_signatures_made_any_other_way_are_401_and_store_nothing(
     reference = await _pending_deposit(engine, user)
     paystack = _paystack(settings)
     body = paystack.build_charge_success(reference, amount=AMOUNT, currency="NGN")
-    secret = settings.webhook_secret.encode()
+    secret = settings.paystack.webhook_secret.encode()
     valid = paystack.sign(body)
     before = await footprint(user)
 
@@ -91,7 +91,7 @@ async def test_signatures_made_any_other_way_are_401_and_store_nothing(
         "plain sha-512 of the body": hashlib.sha512(body).hexdigest(),
         "sha-512 of secret and body": hashlib.sha512(secret + body).hexdigest(),
         "hmac-sha512 with the public key": hmac.new(
-            (settings.paystack_public_key or "pk_test_public").encode(), body, hashlib.sha512
+            (settings.paystack.public_key or "pk_test_public").encode(), body, hashlib.sha512
         ).hexdigest(),
         "hmac-sha512 of the parsed and re-serialised body": hmac.new(
             secret, json.dumps(json.loads(body)).encode(), hashlib.sha512

@@ -8,14 +8,13 @@ Each test ends by sending the same request done right, so a refusal cannot come 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import pytest
 from litestar.testing import AsyncTestClient
 
 from app.main import create_app
-from tests.support.ledger import fund
+from tests.support.factories import fund
 from tests.support.paystack_standin import PaystackStandIn
 
 if TYPE_CHECKING:
@@ -24,8 +23,8 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from app.config import Settings
-    from tests.conftest import TestUser
-    from tests.integration.hostile.conftest import Footprint
+    from tests.support.hostile import Footprint
+    from tests.support.users import TestUser
 
 JSON = {"content-type": "application/json"}
 FUNDS = 100_000
@@ -63,8 +62,7 @@ async def api(settings: Settings, hostile_paystack: PaystackStandIn) -> AsyncIte
     """The app with a Paystack of this module's own; transfers answer without waiting for a worker."""
     hostile_paystack.reset()
     app = create_app(
-        replace(
-            settings,
+        settings.replaced(
             paystack_base_url=hostile_paystack.base_url,
             paystack_secret_key=hostile_paystack.secret_key,
             transfer_wait_ms=0,
@@ -214,12 +212,13 @@ async def test_a_body_over_the_size_limit_is_413_on_every_route_that_takes_one(
 ) -> None:
     recipient = await make_user()
     before = await footprint(sender), await footprint(recipient)
-    padding = b" " * settings.max_body_bytes
+    padding = b" " * settings.http.max_body_bytes
     bodies = {
         "/wallet/transfer": b'{"wallet_number": "%s", "amount": 100%s}' % (recipient.wallet_number.encode(), padding),
         "/wallet/deposit": b'{"amount": 5000%s}' % padding,
-        "/keys/create": b'{"name": "%s", "permissions": ["read"], "expiry": "1D"}' % (b"k" * settings.max_body_bytes),
-        "/auth/verify-token": b'{"token": "%s"}' % (b"t" * settings.max_body_bytes),
+        "/keys/create": b'{"name": "%s", "permissions": ["read"], "expiry": "1D"}'
+        % (b"k" * settings.http.max_body_bytes),
+        "/auth/verify-token": b'{"token": "%s"}' % (b"t" * settings.http.max_body_bytes),
         "/wallet/paystack/webhook": b'{"event": "charge.success"%s}' % padding,
     }
     for path, body in bodies.items():

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from tests.integration.auth.support import api, wallet_app
+from tests.support.auth import api, wallet_app
 
 __all__ = ("api", "wallet_app")

@@ -336,6 +336,7 @@ async def test_the_sweep_marks_due_keys_expired_and_leaves_the_others(
     await expire(db, revoked["id"])
     async with session_maker(engine)() as session:
         assert await ApiKeyService(session=session).expire_due_keys() >= 1
+        await session.commit()
     async with session_maker(engine)() as session:
         statuses = dict(
             (await session.execute(select(m.ApiKey.name, m.ApiKey.status).where(m.ApiKey.user_id == user.user_id)))

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import replace
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -54,8 +53,7 @@ def private_paystack() -> Iterator[PaystackStandIn]:
 def private_settings(settings: Settings, private_paystack: PaystackStandIn) -> Settings:
     """The test settings pointed at the private stand-in, with a short Paystack timeout."""
     private_paystack.reset()
-    return replace(
-        settings,
+    return settings.replaced(
         paystack_base_url=private_paystack.base_url,
         paystack_secret_key=private_paystack.secret_key,
         paystack_timeout_seconds=0.3,

@@ -16,8 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
 from app.db import models as m
-from app.lib.queue import enqueue
-from tests.integration.payments.support import (
+from app.lib.tasks import TaskName, enqueue
+from tests.support.payments import (
     DepositRow,
     backdate_deposit,
     balance_of,
@@ -143,7 +143,7 @@ async def test_paystack_failing_with_5xx_on_initialise_is_502_and_leaves_nothing
 
     assert response.status_code == 502
     assert response.json()["error_code"] == "PAYMENT_PROVIDER_ERROR"
-    assert private_settings.paystack_secret_key not in response.text
+    assert private_settings.paystack.secret_key not in response.text
     [(_, status)] = await deposits_of(engine, user.wallet_id)
     assert status == "failed"
 
@@ -262,7 +262,7 @@ async def test_beat_verifies_deposits_pending_too_long_and_credits_the_paid_ones
     for deposit in (paid, unpaid):
         await backdate_deposit(engine, deposit.reference, timedelta(hours=1))
 
-    assert enqueue("tasks.payments.verify_stale_deposits")
+    assert enqueue(TaskName.VERIFY_STALE_DEPOSITS)
 
     row = await wait_for_deposit(engine, paid.reference, lambda r: r.status == "success")
     assert row.credits == 1
@@ -306,7 +306,12 @@ async def test_a_success_delivered_after_paystack_reversed_the_payment_credits_n
     await wait_for_event(engine, late, "review")
     row = await deposit_row(engine, deposit.reference)
     assert row is not None
-    assert (row.status, row.credits, row.needs_review) == ("failed", 0, True)
+    # Held as `reversed` (clients see `failed`), flagged for review, nothing credited.
+    assert (row.status, row.credits, row.needs_review) == ("reversed", 0, True)
+    status = await api.get(f"/wallet/deposit/{deposit.reference}/status", headers=user.headers)
+    assert status.json()["status"] == "failed"
+    [item] = (await api.get("/wallet/transactions", headers=user.headers)).json()
+    assert (item["reference"], item["status"]) == (deposit.reference, "failed")
     assert await balance_of(api, user) == 0
 
 
@@ -327,7 +332,7 @@ async def test_abandoned_stays_pending_until_the_final_age_then_becomes_abandone
     assert young.last_verified_at is not None
     assert young.status == "pending"
 
-    await backdate_deposit(engine, deposit.reference, timedelta(hours=settings.deposit_abandoned_final_hours))
+    await backdate_deposit(engine, deposit.reference, timedelta(hours=settings.money.deposit_abandoned_final_hours))
     old = await eventually(lambda: api.get(status_url, headers=user.headers), lambda r: r.json()["status"] != "pending")
     assert old.json() == {"reference": deposit.reference, "status": "abandoned", "amount": 5000}
 

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db import models as m
 from app.lib.storable import REPLACEMENT
-from tests.integration.payments.support import balance_of, start_deposit, wait_for_deposit, wait_for_event
+from tests.support.payments import balance_of, start_deposit, wait_for_deposit, wait_for_event
 from tests.support.paystack_standin import PaystackStandIn
 
 NUL = "\u0000"

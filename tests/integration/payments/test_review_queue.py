@@ -15,9 +15,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
 from app.db import models as m
-from app.domain.payments.webhooks import WebhookService
+from app.domain.payments.events import StoredEvents
 from app.lib.db import session_maker
-from tests.integration.payments.support import in_process, paystack_example
+from app.lib.uow import UnitOfWork
+from tests.support.factories import stored_event
+from tests.support.payments import in_process, paystack_example
 from tests.support.processes import PROJECT_ROOT, service_env
 
 
@@ -42,10 +44,12 @@ async def test_an_event_that_keeps_failing_is_one_open_review_item_a_metric_and_
 ) -> None:
     reference = f"dep-{uuid.uuid4().hex}"
     body = paystack_example(reference=reference)
+    event = await stored_event(engine, body)
     async with session_maker(engine)() as session:
-        event = await WebhookService(session).receive(body)
+        uow = UnitOfWork(session)
+        events = StoredEvents(uow, settings.money)
         for _ in range(2):  # the task's last retry, and beat's next give-up: one finding, one item
-            await WebhookService(session).record_failure(event.event_id, RuntimeError("the ledger said no"), final=True)
+            await uow.run(lambda: events.record_failure(event.event_id, RuntimeError("the ledger said no"), final=True))
 
     async with engine.connect() as connection:
         [item] = (await connection.execute(select(m.ReviewItem).where(m.ReviewItem.reference == reference))).all()

@@ -11,11 +11,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
 from app.db import models as m
+from app.domain.payments.events import MAX_ATTEMPTS
 from app.domain.payments.paystack import sign_webhook
-from app.domain.payments.webhooks import MAX_ATTEMPTS, WebhookService
 from app.lib.db import session_maker
-from app.lib.queue import enqueue
-from tests.integration.payments.support import (
+from app.lib.tasks import TaskName, enqueue
+from tests.support.factories import stored_event
+from tests.support.payments import (
     balance_of,
     deposit_row,
     events_with_body,
@@ -226,7 +227,7 @@ async def test_webhook_and_verification_racing_credit_once(
         await asyncio.gather(
             paystack.deliver_webhook(live_api, body),
             api.get(f"/wallet/deposit/{reference}/status", headers=user.headers),
-            asyncio.to_thread(enqueue, "tasks.payments.verify_deposit", reference),
+            asyncio.to_thread(enqueue, TaskName.VERIFY_DEPOSIT, reference),
             paystack.deliver_webhook(live_api, body),
         )
 
@@ -245,8 +246,8 @@ async def test_an_event_whose_enqueue_was_lost_is_applied_by_beats_requeue(
     deposit = await start_deposit(api, user, 9_000)
     body = paystack.build_charge_success(deposit.reference)
     # Stored as the API stores it, but the API "died" before enqueueing, a minute ago.
+    received = await stored_event(engine, body)
     async with session_maker(engine)() as session:
-        received = await WebhookService(session).receive(body)
         await session.execute(
             update(m.WebhookEvent)
             .where(m.WebhookEvent.id == received.event_id)
@@ -254,7 +255,7 @@ async def test_an_event_whose_enqueue_was_lost_is_applied_by_beats_requeue(
         )
         await session.commit()
 
-    assert enqueue("tasks.payments.requeue_unprocessed_webhooks")
+    assert enqueue(TaskName.REQUEUE_UNFINISHED_WEBHOOKS)
 
     await wait_for_event(engine, body, "processed")
     assert (await wait_for_deposit(engine, deposit.reference, lambda r: r.status == "success")).credits == 1
@@ -269,7 +270,7 @@ async def test_failed_events_are_retried_by_beat_until_the_attempt_cap_then_stay
     bodies = {ref: paystack.build_charge_success(ref) for ref in (retried.reference, given_up.reference)}
     async with session_maker(engine)() as session:
         for reference, body in bodies.items():
-            received = await WebhookService(session).receive(body)
+            received = await stored_event(engine, body)
             await session.execute(
                 update(m.WebhookEvent)
                 .where(m.WebhookEvent.id == received.event_id)
@@ -282,7 +283,7 @@ async def test_failed_events_are_retried_by_beat_until_the_attempt_cap_then_stay
             )
         await session.commit()
 
-    assert enqueue("tasks.payments.requeue_unprocessed_webhooks")
+    assert enqueue(TaskName.REQUEUE_UNFINISHED_WEBHOOKS)
 
     event = await wait_for_event(engine, bodies[retried.reference], "processed")
     assert event.attempts == 3

@@ -26,7 +26,7 @@ def _wallet(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
 
 
 async def test_wallet_migrate_creates_the_database_and_applies_every_migration(settings: Settings) -> None:
-    base, _, rest = settings.database_url.rpartition("/")
+    base, _, rest = settings.database.url.rpartition("/")
     query = "?" + rest.split("?", 1)[1] if "?" in rest else ""
     url = f"{base}/wallet_cli_{uuid.uuid4().hex[:8]}{query}"
     try:

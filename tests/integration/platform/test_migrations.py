@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterator
-from dataclasses import replace
 
 import asyncpg
 import pytest
@@ -19,7 +18,7 @@ from app.main import create_app
 
 @pytest.fixture
 def scratch_database(settings: Settings) -> Iterator[str]:
-    base, _, rest = settings.database_url.rpartition("/")
+    base, _, rest = settings.database.url.rpartition("/")
     query = "?" + rest.split("?", 1)[1] if "?" in rest else ""
     url = f"{base}/wallet_scratch_{uuid.uuid4().hex[:8]}{query}"
     create_database_if_missing(url)
@@ -28,7 +27,7 @@ def scratch_database(settings: Settings) -> Iterator[str]:
 
 
 async def test_models_and_migrations_agree(settings: Settings) -> None:
-    assert await model_differences(settings.database_url) == []
+    assert await model_differences(settings.database.url) == []
 
 
 async def test_downgrade_to_base_then_upgrade_again_leaves_no_difference(scratch_database: str) -> None:
@@ -112,7 +111,7 @@ async def test_concurrent_start_ups_migrate_a_fresh_database_once(scratch_databa
 async def test_the_api_migrates_a_fresh_database_at_start_up_outside_production(
     scratch_database: str, settings: Settings
 ) -> None:
-    app = create_app(replace(settings, database_url=scratch_database))
+    app = create_app(settings.replaced(database_url=scratch_database))
     async with AsyncTestClient(app=app) as client:
         assert (await client.get("/health")).json()["checks"]["database"] == "ok"
     assert await model_differences(scratch_database) == []

@@ -7,7 +7,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.lib.metrics import count, observe_settlement_lag
-from tests.support.ledger import fund
+from tests.support.factories import fund
 
 
 async def test_metrics_report_requests_by_route_template_and_status(client: AsyncTestClient) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import replace
 
 import pytest
 from litestar import get
@@ -26,7 +25,7 @@ def _protected() -> dict[str, str]:
 async def limited(settings: Settings, redis: Redis) -> AsyncIterator[AsyncTestClient]:
     async for key in redis.scan_iter("ratelimit:*"):
         await redis.delete(key)
-    app = create_app(replace(settings, rate_limit_per_minute=LIMIT))
+    app = create_app(settings.replaced(rate_limit_per_minute=LIMIT))
     async with AsyncTestClient(app=app) as client:
         yield client
     async for key in redis.scan_iter("ratelimit:*"):
@@ -53,7 +52,7 @@ async def test_each_user_has_a_budget_of_their_own(limited: AsyncTestClient, mak
 async def test_guessing_api_keys_from_one_address_is_stopped(settings: Settings, redis: Redis) -> None:
     async for key in redis.scan_iter("ratelimit:*"):
         await redis.delete(key)
-    app = create_app(replace(settings, rate_limit_per_minute=LIMIT), extra_route_handlers=[_protected])
+    app = create_app(settings.replaced(rate_limit_per_minute=LIMIT), extra_route_handlers=[_protected])
     async with AsyncTestClient(app=app) as client:
         for attempt in range(LIMIT):
             guess = await client.get("/test/protected", headers={"x-api-key": f"sk_live_guess{attempt}"})
@@ -70,7 +69,7 @@ async def test_the_paystack_webhook_is_never_rate_limited(limited: AsyncTestClie
 
 
 async def test_zero_turns_rate_limiting_off(settings: Settings) -> None:
-    app = create_app(replace(settings, rate_limit_per_minute=0))
+    app = create_app(settings.replaced(rate_limit_per_minute=0))
     async with AsyncTestClient(app=app) as client:
         statuses = {(await client.get("/")).status_code for _ in range(20)}
     assert statuses == {200}
@@ -91,7 +90,7 @@ async def test_the_limiter_and_the_guard_check_a_tokens_signature_once_per_reque
     # PyJWT itself, whoever calls it: the limiter and the guard both need the claims.
     monkeypatch.setattr(jwt, "decode", counting_decode)
     user = await make_user()
-    app = create_app(replace(settings, rate_limit_per_minute=100), extra_route_handlers=[_protected])
+    app = create_app(settings.replaced(rate_limit_per_minute=100), extra_route_handlers=[_protected])
     async with AsyncTestClient(app=app) as client:
         assert (await client.get("/test/protected", headers=user.headers)).status_code == 200
         assert decoded == [user.token]

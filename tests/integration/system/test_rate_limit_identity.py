@@ -10,8 +10,8 @@ import pytest
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tests.integration.wallets.conftest import add_api_key
 from tests.support.processes import service_env, start_api
+from tests.support.users import add_api_key
 
 pytestmark = pytest.mark.e2e
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from pathlib import Path
 
 import msgspec
@@ -38,7 +37,7 @@ async def test_health_is_ok_when_postgres_and_redis_answer(client: AsyncTestClie
 async def test_health_is_503_degraded_when_a_dependency_is_down(
     settings: Settings, override: dict[str, str], failing: str
 ) -> None:
-    app = create_app(replace(settings, **override))
+    app = create_app(settings.replaced(**override))
     async with AsyncTestClient(app=app) as client:
         response = await client.get("/health")
     assert response.status_code == 503
@@ -132,11 +131,11 @@ async def test_every_response_carries_a_request_id_that_is_in_the_log(
     assert len(fresh.headers["x-request-id"]) == 32
     for handler in logging.getLogger().handlers:
         handler.flush()
-    assert "[trace-abc-123]" in Path(settings.log_file).read_text()
+    assert "[trace-abc-123]" in Path(settings.log.file).read_text()
 
 
 async def test_cors_allows_only_configured_origins(settings: Settings) -> None:
-    app = create_app(replace(settings, cors_origins=["https://app.example.com"]))
+    app = create_app(settings.replaced(cors_origins=["https://app.example.com"]))
     async with AsyncTestClient(app=app) as client:
         allowed = await client.get("/", headers={"origin": "https://app.example.com"})
         other = await client.get("/", headers={"origin": "https://evil.example.com"})
@@ -164,7 +163,7 @@ async def test_a_missing_body_is_a_400_that_says_so(probe_client: AsyncTestClien
 
 
 async def test_a_body_over_the_size_limit_is_413(probe_client: AsyncTestClient, settings: Settings) -> None:
-    body = b'{"amount": 1' + b" " * (settings.max_body_bytes + 1) + b"}"
+    body = b'{"amount": 1' + b" " * (settings.http.max_body_bytes + 1) + b"}"
     response = await probe_client.post("/test/echo", content=body, headers={"content-type": "application/json"})
     assert response.status_code == 413
     assert response.json()["error_code"] == "PAYLOAD_TOO_LARGE"

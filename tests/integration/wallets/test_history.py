@@ -13,9 +13,8 @@ from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.db import models as m
-from app.domain.wallets.ledger import LedgerService
 from app.lib.db import session_maker
-from tests.support.ledger import fund
+from tests.support.factories import accept_transfer, fund, settle_pending
 
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 NEXT_LINK = re.compile(r'^<(?P<url>[^>]+)>; rel="next"$')
@@ -23,7 +22,8 @@ NEXT_LINK = re.compile(r'^<(?P<url>[^>]+)>; rel="next"$')
 
 async def _send(engine: AsyncEngine, sender, recipient, amount: int) -> str:
     async with session_maker(engine)() as session:
-        accepted = await LedgerService(session).accept_transfer(
+        accepted = await accept_transfer(
+            session,
             actor="test:sender",
             sender_user_id=sender.user_id,
             recipient_wallet_number=recipient.wallet_number,
@@ -34,7 +34,7 @@ async def _send(engine: AsyncEngine, sender, recipient, amount: int) -> str:
 
 async def _settle(engine: AsyncEngine) -> None:
     async with session_maker(engine)() as session:
-        await LedgerService(session).settle_pending(batch_size=500)
+        await settle_pending(session, batch_size=500)
 
 
 async def _walk(client: AsyncTestClient, headers: dict[str, str], limit: int) -> tuple[list[dict], int]:

@@ -13,9 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.db import models as m
 from app.lib.idempotency import request_fingerprint
-from tests.integration.wallets.conftest import balance_of
-from tests.support.ledger import fund
+from tests.support.factories import fund
 from tests.support.processes import ServiceProcess
+from tests.support.waiting import balance_of
 
 
 async def _transfer_count(db: AsyncSession, wallet_id: uuid.UUID) -> int:

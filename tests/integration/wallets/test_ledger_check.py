@@ -7,7 +7,6 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import replace
 
 import pytest
 from sqlalchemy import insert, select, text, update
@@ -17,13 +16,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from app.cli import main
 from app.config import Settings
 from app.db import models as m
-from app.domain.auth.users import Identity, UserService
+from app.domain.auth.users import Identity
 from app.domain.wallets.checks import check_ledger
 from app.domain.wallets.ledger import LedgerService
-from app.lib.db import create_engine, session_maker
+from app.lib.db import session_maker
 from app.lib.infra import create_database_if_missing_async, drop_database_async
 from app.lib.migrations import upgrade_async
-from tests.support.ledger import fund
+from tests.support.factories import accept_transfer, fund, settle_pending, sign_in
 from tests.support.processes import PROJECT_ROOT, service_env
 
 
@@ -73,12 +72,12 @@ def test_wallet_ledger_check_is_a_command_of_the_wallet_cli() -> None:
 @pytest.fixture
 async def scratch(settings: Settings) -> AsyncIterator[AsyncEngine]:
     """A database of its own, for damage that cannot be undone (ledger rows are immutable)."""
-    base, _, rest = settings.database_url.rpartition("/")
+    base, _, rest = settings.database.url.rpartition("/")
     query = "?" + rest.split("?", 1)[1] if "?" in rest else ""
     url = f"{base}/wallet_ledger_{uuid.uuid4().hex[:8]}{query}"
     await create_database_if_missing_async(url)
     await upgrade_async(url)
-    scratch_engine = create_engine(replace(settings, database_url=url))
+    scratch_engine = settings.replaced(database_url=url).database.create_engine()
     try:
         yield scratch_engine
     finally:
@@ -89,15 +88,15 @@ async def scratch(settings: Settings) -> AsyncIterator[AsyncEngine]:
 async def test_every_kind_of_damage_is_reported_on_its_own_line(scratch: AsyncEngine) -> None:
     sessions = session_maker(scratch)
     async with sessions() as session:
-        alice, alice_wallet = await UserService(session=session).sign_in(Identity(email="alice@example.com"), "NGN")
-        _, bob_wallet = await UserService(session=session).sign_in(Identity(email="bob@example.com"), "NGN")
+        alice, alice_wallet = await sign_in(session, Identity(email="alice@example.com"), "NGN")
+        _, bob_wallet = await sign_in(session, Identity(email="bob@example.com"), "NGN")
     await fund(scratch, alice_wallet.id, 1_000)
     async with sessions() as session:
         ledger = LedgerService(session)
-        await ledger.accept_transfer(
-            actor="test:sender", sender_user_id=alice.id, recipient_wallet_number=bob_wallet.number, amount=300
+        await accept_transfer(
+            session, actor="test:sender", sender_user_id=alice.id, recipient_wallet_number=bob_wallet.number, amount=300
         )
-        await ledger.settle_pending(batch_size=10)
+        await settle_pending(session, batch_size=10)
         assert (await check_ledger(session)).violations == []
 
         # A credit journal with no successful deposit behind it: money created.
@@ -145,7 +144,7 @@ async def test_a_balanced_journal_of_an_unknown_kind_that_creates_money_is_refus
 ) -> None:
     sessions = session_maker(scratch)
     async with sessions() as session:
-        _, wallet = await UserService(session=session).sign_in(Identity(email="mallory@example.com"), "NGN")
+        _, wallet = await sign_in(session, Identity(email="mallory@example.com"), "NGN")
     await fund(scratch, wallet.id, 1_000)
 
     # The database refuses a journal of a kind the service never writes...

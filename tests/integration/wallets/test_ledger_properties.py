@@ -17,10 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db import models as m
 from app.domain.wallets.checks import check_ledger
-from app.domain.wallets.ledger import LedgerService
 from app.lib.db import session_maker
 from app.lib.errors import InsufficientBalance, SelfTransfer
-from tests.support.ledger import fund
+from tests.support.factories import accept_transfer, fund, settle_pending
 
 WALLETS = 3
 wallet_index = st.integers(min_value=0, max_value=WALLETS - 1)
@@ -46,7 +45,8 @@ class Model:
 async def _accept(engine: AsyncEngine, sender, recipient, value: int) -> str | None:
     async with session_maker(engine)() as session:
         try:
-            accepted = await LedgerService(session).accept_transfer(
+            accepted = await accept_transfer(
+                session,
                 actor="test:sender",
                 sender_user_id=sender.user_id,
                 recipient_wallet_number=recipient.wallet_number,
@@ -107,7 +107,7 @@ async def _apply(engine: AsyncEngine, users, model: Model, operation: tuple) -> 
                 assert value > model.balances[sender]
     else:
         async with session_maker(engine)() as session:
-            await LedgerService(session).settle_pending(batch_size=7)
+            await settle_pending(session, batch_size=7)
 
 
 @settings(

@@ -14,7 +14,7 @@ from app.domain.wallets.checks import check_ledger
 from app.domain.wallets.ledger import LedgerService
 from app.lib.db import session_maker
 from app.lib.errors import InsufficientBalance, SelfTransfer, WalletNotFound
-from tests.support.ledger import fund, record_successful_deposit
+from tests.support.factories import accept_transfer, fund, record_successful_deposit, settle_pending
 
 
 async def _balance(db: AsyncSession, wallet_id: uuid.UUID) -> int:
@@ -99,13 +99,17 @@ async def test_acceptance_reserves_the_senders_funds_and_settlement_credits_the_
 ) -> None:
     sender, recipient = await make_user(), await make_user()
     await fund(engine, sender.wallet_id, 1_000)
-    accepted = await LedgerService(db).accept_transfer(
-        actor="test:sender", sender_user_id=sender.user_id, recipient_wallet_number=recipient.wallet_number, amount=400
+    accepted = await accept_transfer(
+        db,
+        actor="test:sender",
+        sender_user_id=sender.user_id,
+        recipient_wallet_number=recipient.wallet_number,
+        amount=400,
     )
     assert await _balance(db, sender.wallet_id) == 600
     assert await _balance(db, recipient.wallet_id) == 0
     assert await LedgerService(db).transfer_status(accepted.reference) in {"pending", "success"}
-    await LedgerService(db).settle_pending(batch_size=500)
+    await settle_pending(db, batch_size=500)
     assert await LedgerService(db).transfer_status(accepted.reference) == "success"
     assert await _balance(db, recipient.wallet_id) == 400
     assert await _entry_sum(db, recipient.wallet_id) == 400
@@ -115,21 +119,25 @@ async def test_acceptance_reserves_the_senders_funds_and_settlement_credits_the_
 async def test_acceptance_refusals_move_nothing(engine: AsyncEngine, db: AsyncSession, make_user) -> None:
     sender, recipient = await make_user(), await make_user()
     await fund(engine, sender.wallet_id, 100)
-    ledger = LedgerService(db)
     with pytest.raises(InsufficientBalance):
-        await ledger.accept_transfer(
+        await accept_transfer(
+            db,
             actor="test:sender",
             sender_user_id=sender.user_id,
             recipient_wallet_number=recipient.wallet_number,
             amount=101,
         )
     with pytest.raises(SelfTransfer):
-        await ledger.accept_transfer(
-            actor="test:sender", sender_user_id=sender.user_id, recipient_wallet_number=sender.wallet_number, amount=1
+        await accept_transfer(
+            db,
+            actor="test:sender",
+            sender_user_id=sender.user_id,
+            recipient_wallet_number=sender.wallet_number,
+            amount=1,
         )
     with pytest.raises(WalletNotFound):
-        await ledger.accept_transfer(
-            actor="test:sender", sender_user_id=sender.user_id, recipient_wallet_number="1000000000000", amount=1
+        await accept_transfer(
+            db, actor="test:sender", sender_user_id=sender.user_id, recipient_wallet_number="1000000000000", amount=1
         )
     assert await _balance(db, sender.wallet_id) == 100
     count = await db.scalar(
@@ -147,7 +155,8 @@ async def test_a_hot_recipient_is_credited_once_per_batch(engine: AsyncEngine, d
     async def pay(sender) -> None:
         async with session_maker(engine)() as session:
             for _ in range(3):
-                await LedgerService(session).accept_transfer(
+                await accept_transfer(
+                    session,
                     actor="test:sender",
                     sender_user_id=sender.user_id,
                     recipient_wallet_number=merchant.wallet_number,
@@ -155,7 +164,7 @@ async def test_a_hot_recipient_is_credited_once_per_batch(engine: AsyncEngine, d
                 )
 
     await asyncio.gather(*(pay(sender) for sender in senders))
-    await LedgerService(db).settle_pending(batch_size=500)
+    await settle_pending(db, batch_size=500)
     assert await _balance(db, merchant.wallet_id) == 3_600
     journals = await db.scalar(
         select(func.count(func.distinct(m.Transfer.settlement_journal_id))).where(
@@ -178,13 +187,17 @@ async def test_a_hot_recipient_is_credited_once_per_batch(engine: AsyncEngine, d
 async def test_settling_twice_moves_nothing_twice(engine: AsyncEngine, db: AsyncSession, make_user) -> None:
     sender, recipient = await make_user(), await make_user()
     await fund(engine, sender.wallet_id, 500)
-    await LedgerService(db).accept_transfer(
-        actor="test:sender", sender_user_id=sender.user_id, recipient_wallet_number=recipient.wallet_number, amount=500
+    await accept_transfer(
+        db,
+        actor="test:sender",
+        sender_user_id=sender.user_id,
+        recipient_wallet_number=recipient.wallet_number,
+        amount=500,
     )
 
     async def settle() -> int:
         async with session_maker(engine)() as session:
-            return (await LedgerService(session).settle_pending(batch_size=500)).settled
+            return await settle_pending(session, batch_size=500)
 
     await asyncio.gather(settle(), settle(), settle())
     await settle()

@@ -22,14 +22,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.db import models as m
 from app.domain.wallets.checks import check_ledger
-from app.domain.wallets.ledger import LedgerService
-from app.domain.wallets.transfers import SETTLE_TRANSFERS_TASK
 from app.lib.db import session_maker
 from app.lib.infra import start_embedded_redis
-from tasks.ledger import TEST_PAUSE_ENV
-from tests.integration.wallets.conftest import balance_of, wait_until_settled
-from tests.support.ledger import fund
+from app.lib.tasks import TaskName
+from tasks.runtime import TEST_COMMIT_PAUSE_ENV
+from tests.support.factories import accept_transfer, fund
 from tests.support.processes import ServiceProcess, service_env, start_worker
+from tests.support.waiting import balance_of, wait_until_settled
 
 pytestmark = pytest.mark.e2e
 
@@ -70,7 +69,7 @@ async def test_lost_messages_and_a_worker_killed_mid_batch_still_settle_every_tr
     # Started together to save time. The victim listens only to its own queue; the rescuer listens to
     # `maintenance` (beat's sweep) and is told to take `settlement` only once the victim is dead.
     starting = asyncio.gather(
-        asyncio.to_thread(launch, {**env, TEST_PAUSE_ENV: "60"}, victim_queue, "victim"),
+        asyncio.to_thread(launch, {**env, TEST_COMMIT_PAUSE_ENV: "60"}, victim_queue, "victim"),
         asyncio.to_thread(launch, {**env, "STALE_TRANSFER_SECONDS": "0"}, "maintenance", "rescuer"),
     )
     try:
@@ -82,13 +81,14 @@ async def test_lost_messages_and_a_worker_killed_mid_batch_still_settle_every_tr
             for _ in range(2):
                 # Acceptance exactly as the API does it: commit, then enqueue settlement.
                 async with session_maker(engine)() as session:
-                    accepted = await LedgerService(session).accept_transfer(
+                    accepted = await accept_transfer(
+                        session,
                         actor="test:sender",
                         sender_user_id=sender.user_id,
                         recipient_wallet_number=merchant.wallet_number,
                         amount=250,
                     )
-                broker.send_task(SETTLE_TRANSFERS_TASK)
+                broker.send_task(TaskName.SETTLE_TRANSFERS)
                 references.append(accepted.reference)
         store = redis.Redis.from_url(own_redis)
         assert store.llen("settlement") == 16
@@ -97,7 +97,7 @@ async def test_lost_messages_and_a_worker_killed_mid_batch_still_settle_every_tr
 
         victim, rescuer = await starting
         # A settlement task reaches a worker that dies in the middle of its batch.
-        broker.send_task(SETTLE_TRANSFERS_TASK, queue=victim_queue)
+        broker.send_task(TaskName.SETTLE_TRANSFERS, queue=victim_queue)
         victim.wait_for_output("TEST HOOK", timeout=30)
         victim.kill()
         assert await _statuses(db, references) == {"pending"}
@@ -107,7 +107,7 @@ async def test_lost_messages_and_a_worker_killed_mid_batch_still_settle_every_tr
         # Beat's sweep finds them stale and re-enqueues settlement; a fresh worker settles them.
         replies = broker.control.add_consumer("settlement", reply=True, timeout=10)
         assert replies, "the rescuer did not answer"
-        broker.send_task("tasks.ledger.requeue_stale_transfers")
+        broker.send_task(TaskName.REQUEUE_STALE_TRANSFERS)
         await wait_until_settled(db, references, timeout=60)
         assert "re-enqueueing settlement" in rescuer.output()
     finally:
@@ -138,11 +138,11 @@ async def test_the_stale_sweep_does_nothing_when_nothing_is_stale(
     worker: ServiceProcess, engine: AsyncEngine, db: AsyncSession, make_user
 ) -> None:
     """Run through the shared worker: the sweep and the scheduled ledger check both run and log."""
-    from app.lib.queue import enqueue
+    from app.lib.tasks import TaskName, enqueue
 
     marker = uuid.uuid4().hex
-    assert enqueue("tasks.ledger.requeue_stale_transfers")
-    assert enqueue("tasks.ledger.check_ledger")
+    assert enqueue(TaskName.REQUEUE_STALE_TRANSFERS)
+    assert enqueue(TaskName.CHECK_LEDGER)
     deadline = asyncio.get_running_loop().time() + 30
     while "ledger OK" not in worker.output() or "requeue_stale_transfers" not in worker.output():
         assert asyncio.get_running_loop().time() < deadline, worker.output()[-3000:]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 from litestar.testing import AsyncTestClient
 from sqlalchemy import func, select, text
@@ -13,9 +11,10 @@ from app.config import Settings
 from app.db import models as m
 from app.lib.db import session_maker
 from app.main import create_app
-from tests.integration.wallets.conftest import add_api_key, balance_of, wait_until_settled
-from tests.support.ledger import fund
+from tests.support.factories import fund
 from tests.support.processes import ServiceProcess
+from tests.support.users import add_api_key
+from tests.support.waiting import balance_of, wait_until_settled
 
 
 async def _transfers_from(db: AsyncSession, wallet_id) -> int:
@@ -51,7 +50,7 @@ async def test_a_transfer_not_settled_within_the_wait_answers_202_and_settles_la
 ) -> None:
     sender, recipient = await make_user(), await make_user()
     await fund(engine, sender.wallet_id, 1_000)
-    app = create_app(replace(settings, transfer_wait_ms=300))
+    app = create_app(settings.replaced(transfer_wait_ms=300))
     # Hold the recipient's row lock: settlement must wait for it, acceptance must not.
     async with session_maker(engine)() as blocker, AsyncTestClient(app=app) as client:
         await blocker.execute(
@@ -180,7 +179,7 @@ async def test_a_transfer_is_accepted_with_202_when_settlement_notifications_are
     sender, recipient = await make_user(), await make_user()
     await fund(engine, sender.wallet_id, 900)
     headers = await add_api_key(db, sender.user_id, ["transfer"])
-    app = create_app(replace(settings, redis_url="redis://127.0.0.1:1/0", transfer_wait_ms=2_000))
+    app = create_app(settings.replaced(redis_url="redis://127.0.0.1:1/0", transfer_wait_ms=2_000))
     async with AsyncTestClient(app=app) as client:
         response = await client.post(
             "/wallet/transfer", json={"wallet_number": recipient.wallet_number, "amount": 900}, headers=headers

@@ -17,9 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.db import models as m
 from app.domain.wallets.checks import check_ledger
-from tests.integration.wallets.conftest import balance_of, wait_until_settled
-from tests.support.ledger import fund
+from tests.support.factories import fund
 from tests.support.processes import ServiceProcess
+from tests.support.waiting import balance_of, wait_until_settled
 
 pytestmark = pytest.mark.e2e
 

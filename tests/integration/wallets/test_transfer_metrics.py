@@ -7,9 +7,9 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.lib.metrics import COUNTERS_KEY, LAG_KEY
-from tests.integration.wallets.conftest import wait_for, wait_until_settled
-from tests.support.ledger import fund
+from tests.support.factories import fund
 from tests.support.processes import ServiceProcess
+from tests.support.waiting import wait_for, wait_until_settled
 
 
 async def _metric(redis: Redis, key: str, field: str) -> float:

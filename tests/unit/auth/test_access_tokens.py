@@ -8,7 +8,6 @@ import hmac
 import json
 import time
 import uuid
-from dataclasses import replace
 
 import jwt
 import pytest
@@ -19,7 +18,7 @@ from app.config import Settings
 from app.domain.auth.tokens import decode_token, issue_token
 from app.lib.errors import InvalidToken, TokenExpired
 
-SETTINGS = Settings(jwt_secret="unit-test-secret-" + "k" * 64)
+SETTINGS = Settings().replaced(jwt_secret="unit-test-secret-" + "k" * 64)
 
 
 def claims(**overrides: object) -> dict[str, object]:
@@ -31,14 +30,14 @@ def claims(**overrides: object) -> dict[str, object]:
         "nbf": now,
         "exp": now + 600,
         "jti": uuid.uuid4().hex,
-        "iss": SETTINGS.jwt_issuer,
-        "aud": SETTINGS.jwt_audience,
+        "iss": SETTINGS.auth.jwt_issuer,
+        "aud": SETTINGS.auth.jwt_audience,
     }
     base.update(overrides)
     return {k: v for k, v in base.items() if v is not None}
 
 
-def sign(payload: dict[str, object], *, secret: str = SETTINGS.jwt_secret, alg: str = "HS256") -> str:
+def sign(payload: dict[str, object], *, secret: str = SETTINGS.auth.jwt_secret, alg: str = "HS256") -> str:
     return jwt.encode(payload, secret, algorithm=alg)
 
 
@@ -52,7 +51,7 @@ def test_a_token_we_issued_decodes_to_its_user_and_expiry() -> None:
     decoded = decode_token(SETTINGS, issued.access_token)
     assert decoded.user_id == user_id
     assert decoded.email == "ada@example.com"
-    assert issued.expires_in == SETTINGS.jwt_expires_minutes * 60
+    assert issued.expires_in == SETTINGS.auth.jwt_expires_minutes * 60
     assert abs(decoded.expires_at.timestamp() - (time.time() + issued.expires_in)) < 5
 
 
@@ -136,7 +135,7 @@ def test_a_token_with_wrong_or_missing_claims_is_invalid(overrides: dict[str, ob
 
 
 def test_a_token_for_another_deployment_is_invalid() -> None:
-    other = replace(SETTINGS, jwt_audience="staging-api", jwt_issuer="staging")
+    other = SETTINGS.replaced(jwt_audience="staging-api", jwt_issuer="staging")
     with pytest.raises(InvalidToken):
         decode_token(SETTINGS, issue_token(other, user_id=uuid.uuid4(), email="a@b.c").access_token)
 

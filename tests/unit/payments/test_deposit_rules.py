@@ -9,8 +9,11 @@ from datetime import UTC, datetime
 import pytest
 
 from app.config import Settings
-from app.domain.payments.deposits import check_deposit_amount, new_deposit_reference, parse_paystack_time
-from app.domain.payments.webhooks import event_key
+from app.db.models import DepositStatus, ReviewKind
+from app.domain.payments.deposit_states import TRANSITIONS, DepositEvent, Transition
+from app.domain.payments.deposits import check_deposit_amount, new_deposit_reference
+from app.domain.payments.inbox import event_key
+from app.domain.payments.paystack import parse_paystack_time
 from app.lib.errors import RequestValidationError
 
 PAYSTACK_REFERENCE = re.compile(r"^[A-Za-z0-9.=-]+$")
@@ -47,10 +50,40 @@ def test_paystack_timestamps_are_read_as_utc_or_ignored(value: object, expected:
 
 
 def test_deposit_amounts_outside_the_configured_bounds_are_validation_errors() -> None:
-    settings = Settings(deposit_min_amount=100, deposit_max_amount=1_000_000)
-    check_deposit_amount(100, settings)
-    check_deposit_amount(1_000_000, settings)
+    money = Settings().replaced(deposit_min_amount=100, deposit_max_amount=1_000_000).money
+    check_deposit_amount(100, money)
+    check_deposit_amount(1_000_000, money)
     with pytest.raises(RequestValidationError, match="at least 100 kobo"):
-        check_deposit_amount(99, settings)
+        check_deposit_amount(99, money)
     with pytest.raises(RequestValidationError, match="at most 1000000 kobo"):
-        check_deposit_amount(1_000_001, settings)
+        check_deposit_amount(1_000_001, money)
+
+
+def test_only_a_payment_of_the_initialised_amount_ever_credits_and_never_from_success_or_reversed() -> None:
+    crediting = {pair for pair, transition in TRANSITIONS.items() if transition.credit}
+    assert crediting == {
+        (DepositStatus.PENDING, DepositEvent.PAID),
+        (DepositStatus.FAILED, DepositEvent.PAID),
+        (DepositStatus.ABANDONED, DepositEvent.PAID),
+    }
+    assert all(
+        transition.status is DepositStatus.SUCCESS for pair, transition in TRANSITIONS.items() if transition.credit
+    )
+
+
+def test_a_success_deposit_never_moves_again_and_a_success_after_a_reversal_is_held_for_review() -> None:
+    assert not [pair for pair in TRANSITIONS if pair[0] is DepositStatus.SUCCESS]
+    assert TRANSITIONS[DepositStatus.REVERSED, DepositEvent.PAID] == Transition(
+        DepositStatus.REVERSED, review=ReviewKind.SUCCESS_AFTER_REVERSAL
+    )
+
+
+@pytest.mark.parametrize("status", list(DepositStatus))
+def test_another_amount_or_currency_credits_nothing_from_any_state(status: DepositStatus) -> None:
+    transition = TRANSITIONS.get((status, DepositEvent.PAID_OTHER_AMOUNT))
+    assert transition is None or (transition.credit is False and transition.status is status)
+
+
+def test_only_a_pending_deposit_can_fail_be_reversed_or_abandoned() -> None:
+    ending = {DepositEvent.DECLINED, DepositEvent.REVERSED, DepositEvent.ABANDONED, DepositEvent.UNKNOWN_TO_PAYSTACK}
+    assert {status for (status, event) in TRANSITIONS if event in ending} == {DepositStatus.PENDING}

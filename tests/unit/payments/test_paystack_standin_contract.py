@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from app.config import Settings
-from app.domain.payments.paystack import PaystackClient, PaystackError, PaystackTransactionNotFound, is_valid_signature
+from app.domain.payments.paystack import PaystackClient, PaystackError, PaystackNotFound, is_valid_signature
 from tests.support import paystack_standin
 from tests.support.paystack_standin import CHARGE_SUCCESS_PATH, PaystackStandIn
 
@@ -30,12 +30,12 @@ def paystack(running_standin: PaystackStandIn) -> PaystackStandIn:
 
 
 def client_for(standin: PaystackStandIn, *, secret_key: str | None = None) -> PaystackClient:
-    settings = Settings(
+    settings = Settings().replaced(
         paystack_base_url=standin.base_url,
         paystack_secret_key=standin.secret_key if secret_key is None else secret_key,
         paystack_timeout_seconds=5.0,
     )
-    return PaystackClient(settings, max_attempts=1)
+    return PaystackClient(settings.paystack, max_attempts=1)
 
 
 def raw_post(standin: PaystackStandIn, body: dict[str, Any]) -> httpx.Response:
@@ -65,7 +65,7 @@ async def test_a_full_initialize_and_verify_cycle_conforms_to_paystacks_openapi(
             await client.initialize(
                 email="ada@example.com", amount=5000, reference="dep-contract-1", currency="NGN", metadata=None
             )
-        with pytest.raises(PaystackTransactionNotFound):
+        with pytest.raises(PaystackNotFound):
             await client.verify("dep-contract-unknown")
     async with client_for(paystack, secret_key="sk_test_wrong") as client:
         with pytest.raises(PaystackError):

@@ -101,4 +101,4 @@ def test_beat_recovers_stale_transfers_checks_the_ledger_and_purges_old_keys() -
     assert tasks["tasks.ledger.check_ledger"] == 600
     assert "tasks.idempotency.purge_expired_records" in tasks
     assert {"tasks.ledger", "tasks.idempotency"} <= set(celeryconfig.imports)
-    assert celeryconfig.task_routes["tasks.ledger.settle_transfers"] == {"queue": celeryconfig.SETTLEMENT_QUEUE}
+    assert celeryconfig.task_routes["tasks.ledger.settle_transfers"] == {"queue": "settlement"}

@@ -1,12 +1,8 @@
 """Rate limiting on Redis: `RATE_LIMIT_PER_MINUTE` requests per verified user, API key or client address.
 
-A fixed one-minute window per subject (INCR + EXPIRE in one round trip). The subject is the caller's verified
-identity (`app.domain.auth.credentials.identify`: the JWT's user, else the API key by id), else the client
-address: a credential that does not verify (junk, revoked, expired) counts against the address, so a new
-junk key on every request buys nothing. Failed authentications also count against the client address, so
-guessing keys or tokens from one place is stopped whatever it sends. The Paystack webhook and `/health` are
-exempt. If Redis is unreachable the limiter lets requests through: the limiter protects capacity, and
-refusing every request would be the bigger outage.
+A fixed one-minute window per subject, which is the caller's verified identity or else its address (junk
+credentials count against the address); failed authentications count against the address too. The Paystack
+webhook and `/health` are exempt; without Redis, requests pass (details: `docs/security.md`).
 """
 
 from __future__ import annotations
@@ -19,10 +15,10 @@ from app.config import Settings
 from app.domain.auth.credentials import CredentialVerifier, identify, presented_credentials
 from app.lib.errors import RateLimited, WalletError
 from app.lib.net import client_address
+from app.process import process_of
 
 if TYPE_CHECKING:
     from litestar.types import ASGIApp, Message, Receive, Scope, Send
-    from redis.asyncio import Redis
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +37,7 @@ async def rate_limit_subject(scope: Scope, settings: Settings, verifier: Credent
             pass  # unverified: the address pays for it (and the route's guard refuses it)
         else:
             return caller.principal
-    return f"ip:{client_address(scope, settings)}"
+    return f"ip:{client_address(scope, settings.http)}"
 
 
 class RateLimitMiddleware:
@@ -51,17 +47,17 @@ class RateLimitMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        settings: Settings = scope["app"].state.settings
-        limit = settings.rate_limit_per_minute
+        process = process_of(scope["app"])
+        settings = process.settings
+        limit = settings.http.rate_limit_per_minute
         if scope["type"] != "http" or limit <= 0 or scope["path"] in EXEMPT_PATHS:  # type: ignore[comparison-overlap]
             await self.app(scope, receive, send)
             return
-        redis: Redis = scope["app"].state.redis
+        redis = process.redis
         window = int(time.time()) // WINDOW_SECONDS
         retry_after = str(WINDOW_SECONDS - int(time.time()) % WINDOW_SECONDS)
-        address_key = f"ratelimit:authfail:{client_address(scope, settings)}:{window}"
-        verifier: CredentialVerifier = scope["app"].state.credential_verifier
-        subject_key = f"ratelimit:{await rate_limit_subject(scope, settings, verifier)}:{window}"
+        address_key = f"ratelimit:authfail:{client_address(scope, settings.http)}:{window}"
+        subject_key = f"ratelimit:{await rate_limit_subject(scope, settings, process.verifier)}:{window}"
         try:
             async with redis.pipeline(transaction=False) as pipe:
                 pipe.incr(subject_key)

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from dataclasses import replace as replace_settings
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from sqlalchemy import func, select
 
 from app.db import models as m
 from tests.support.paystack_standin import CHARGE_SUCCESS_PATH
+from tests.support.waiting import eventually
 
 if TYPE_CHECKING:
     from datetime import timedelta
@@ -25,23 +23,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from app.config import Settings
-    from tests.conftest import TestUser
-
-T = TypeVar("T")
-
-WORKER_DEADLINE_SECONDS = 30.0
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T]], accept: Callable[[T], bool], *, timeout: float = WORKER_DEADLINE_SECONDS
-) -> T:
-    """Poll `probe` until `accept` holds (what a worker does is asynchronous); the last value otherwise."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await probe()
-        if accept(value) or time.monotonic() > deadline:
-            return value
-        await asyncio.sleep(0.05)
+    from tests.support.users import TestUser
 
 
 @dataclass
@@ -167,7 +149,7 @@ async def in_process(
     """
     from app.main import create_app
 
-    app: Litestar = create_app(replace_settings(settings, **overrides) if overrides else settings)
+    app: Litestar = create_app(settings.replaced(**overrides) if overrides else settings)
     async with app.lifespan():
         transport = httpx.ASGITransport(app=app, client=(client_address, 40000))
         async with httpx.AsyncClient(transport=transport, base_url="http://wallet.test", timeout=30) as client:

@@ -1,4 +1,5 @@
-"""Helpers shared by the auth and keys tests: probe routes behind the real guards, an in-loop HTTP client."""
+"""Shared by the auth and keys tests: probe routes behind the real guards, the app started in the test's loop,
+an in-loop HTTP client, and the `wallet_app` and `api` fixtures their conftests take from here."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from app.config import Settings
 
 BASE_URL = "http://testserver.local"
+GOOGLE_CLIENT_ID = "wallet-test-client"
 SHUTDOWN_TIMEOUT_SECONDS = 10
 
 

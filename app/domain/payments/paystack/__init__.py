@@ -1,0 +1,36 @@
+"""Paystack: the one place the service talks to the payment provider, and reads what it says."""
+
+from app.domain.payments.paystack.client import InitializedTransaction, PaystackClient
+from app.domain.payments.paystack.shapes import (
+    CHARGE_SUCCESS,
+    NotFoundReport,
+    PaymentReport,
+    PaystackEvent,
+    ReportSource,
+    TransactionStatus,
+    decode_event,
+    event_head,
+    parse_paystack_time,
+    transaction_report,
+)
+from app.domain.payments.paystack.signature import is_valid_signature, sign_webhook
+from app.domain.payments.paystack.transport import PaystackError, PaystackNotFound
+
+__all__ = (
+    "CHARGE_SUCCESS",
+    "InitializedTransaction",
+    "NotFoundReport",
+    "PaymentReport",
+    "PaystackClient",
+    "PaystackError",
+    "PaystackEvent",
+    "PaystackNotFound",
+    "ReportSource",
+    "TransactionStatus",
+    "decode_event",
+    "event_head",
+    "is_valid_signature",
+    "parse_paystack_time",
+    "sign_webhook",
+    "transaction_report",
+)

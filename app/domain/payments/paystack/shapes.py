@@ -1,0 +1,135 @@
+"""What Paystack says, in the service's words: payment reports from webhooks and verifications, and events.
+
+Everything here is decoded from storable JSON (`app.lib.storable`): a NUL a customer typed cannot reach a
+statement. Paystack's transaction statuses are an enum; a status it adds later reads as `None` ("no news").
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import msgspec
+
+from app.lib.storable import decode_untrusted_json
+
+CHARGE_SUCCESS: Final = "charge.success"
+MAX_REFERENCE_LENGTH: Final = 100
+
+
+class TransactionStatus(enum.StrEnum):
+    """Paystack's status of a transaction; only `success` means the money arrived."""
+
+    SUCCESS = "success"
+    FAILED = "failed"
+    ABANDONED = "abandoned"
+    ONGOING = "ongoing"
+    PENDING = "pending"
+    PROCESSING = "processing"
+    QUEUED = "queued"
+    REVERSED = "reversed"
+
+    @classmethod
+    def read(cls, value: object) -> TransactionStatus | None:
+        try:
+            return cls(str(value))
+        except ValueError:
+            return None
+
+
+class ReportSource(enum.StrEnum):
+    WEBHOOK = "webhook"
+    VERIFICATION = "verification"
+
+
+@dataclass(frozen=True)
+class PaymentReport:
+    """Paystack's word about one of our references: a `charge.success` webhook or a verification."""
+
+    reference: str
+    status: TransactionStatus | None
+    amount: int
+    currency: str
+    paid_at: datetime | None
+    data: dict[str, Any]
+    """Paystack's transaction object, storable, kept on the deposit for an operator."""
+    source: ReportSource
+
+
+@dataclass(frozen=True)
+class NotFoundReport:
+    """Paystack knows no transaction with this reference (404 on verify)."""
+
+    reference: str
+    source: ReportSource = ReportSource.VERIFICATION
+
+
+class PaystackEvent(msgspec.Struct):
+    event: str
+    data: Any = None
+
+
+class _Transaction(msgspec.Struct):
+    reference: str
+    amount: int
+    currency: str
+    status: str = ""
+    paid_at: str | None = None
+
+
+def parse_paystack_time(value: object) -> datetime | None:
+    """Paystack's `2016-09-30T21:10:19.000Z`, or None when absent or unreadable."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def decode_event(raw_body: bytes) -> PaystackEvent:
+    """A webhook's event, every string storable.
+
+    Raises:
+        ValueError: the body is not JSON, or not an object with an `event` string.
+    """
+    try:
+        return msgspec.convert(decode_untrusted_json(raw_body), type=PaystackEvent)
+    except msgspec.ValidationError as exc:
+        raise ValueError(str(exc)) from exc
+
+
+def event_head(raw_body: bytes) -> tuple[str, str | None]:
+    """Event type and reference for the stored event's columns; the body itself is judged by the worker."""
+    try:
+        event = decode_event(raw_body)
+    except ValueError:
+        return "unreadable", None
+    reference = event.data.get("reference") if isinstance(event.data, dict) else None
+    if not isinstance(reference, str) or len(reference) > MAX_REFERENCE_LENGTH:
+        reference = None
+    return event.event[:100] or "unknown", reference
+
+
+def transaction_report(data: Any, source: ReportSource, *, status: object = None) -> PaymentReport:
+    """A report from Paystack's transaction object (a `charge.success`'s data, or a verification's).
+
+    Raises:
+        ValueError: the object lacks a usable reference, amount or currency.
+    """
+    try:
+        transaction = msgspec.convert(data, type=_Transaction)
+    except msgspec.ValidationError as exc:
+        raise ValueError(str(exc)) from exc
+    return PaymentReport(
+        reference=transaction.reference,
+        status=TransactionStatus.read(status if status is not None else transaction.status),
+        amount=transaction.amount,
+        currency=transaction.currency,
+        paid_at=parse_paystack_time(transaction.paid_at),
+        data=data,
+        source=source,
+    )
