@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import asyncpg
     from sqlalchemy.ext.asyncio import AsyncEngine
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -65,11 +66,40 @@ class DatabaseSettings:
             connect_args={"timeout": 5, "command_timeout": 30, "server_settings": {"application_name": "wallet"}},
         )
 
+    def _asyncpg_arguments(self, application_name: str = "wallet") -> dict[str, Any]:
+        from sqlalchemy.engine import make_url
+
+        url = make_url(self.url)
+        return {
+            "user": url.username,
+            "password": url.password,
+            "host": url.query.get("host") or url.host,
+            "port": url.port,
+            "database": url.database,
+            "timeout": 5,
+            "command_timeout": 30,
+            "server_settings": {"application_name": application_name},
+        }
+
+    async def create_pool(self) -> asyncpg.Pool:
+        """A plain asyncpg pool for the hot statements (`UnitOfWork.run_statement`, reads): prepared statements
+        cached per connection (`app.lib.pg`)."""
+        from app.lib.pg import create_pool
+
+        return await create_pool(self.pool_size, **self._asyncpg_arguments())
+
+    async def connect(self, application_name: str = "wallet") -> asyncpg.Connection:
+        """One plain asyncpg connection (a listener's, say, named so that `pg_stat_activity` tells it apart)."""
+        import asyncpg
+
+        connection: asyncpg.Connection = await asyncpg.connect(**self._asyncpg_arguments(application_name))
+        return connection
+
 
 @dataclass(frozen=True)
 class RedisSettings:
     url: str = env("REDIS_URL", "redis://127.0.0.1:6379/0")
-    """Celery's broker, sign-in flows, the token deny-list, rate limits, notifications, counters."""
+    """Celery's broker, sign-in flows, rate limits, settlement notifications, counters."""
 
 
 @dataclass(frozen=True)
@@ -134,6 +164,8 @@ class MoneySettings:
     """How long `POST /wallet/transfer` waits for settlement before answering 202."""
     settlement_batch_size: int = env("SETTLEMENT_BATCH_SIZE", 500)
     """Most pending transfers one settlement transaction claims."""
+    settlement_linger_ms: int = env("SETTLEMENT_LINGER_MS", 50)
+    """Under load (a batch of more than one), the pause before the next batch, so that batches grow with load."""
     stale_transfer_seconds: int = env("STALE_TRANSFER_SECONDS", 30)
     """Beat re-enqueues settlement for transfers pending longer than this."""
 
@@ -172,6 +204,9 @@ class LogSettings:
 class WorkerSettings:
     celery_task_events: bool = env("CELERY_TASK_EVENTS", False)
     """Task events from the start: a broker publish per task state; Flower turns them on while it watches."""
+    pool: str = env("WORKER_POOL", "threads")
+    """Celery's pool: `threads` (one process, `-c` threads) or `prefork` (`-c` child processes and hard time
+    limits). Set here because Celery lets a configured pool win over `--pool prefork` on the command line."""
 
 
 CONCERNS: dict[str, type] = {

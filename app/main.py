@@ -5,27 +5,26 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from advanced_alchemy.extensions.litestar import SQLAlchemyPlugin
 from litestar import Litestar
 from litestar.config.cors import CORSConfig
-from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
-from litestar.plugins.prometheus import PrometheusConfig
 
 from app.config import Settings, get_settings
 from app.domain.auth.guards import provide_caller
 from app.domain.auth.rate_limit import RateLimitMiddleware
 from app.domain.routes import ROUTE_HANDLERS
-from app.lib.db import sqlalchemy_config
+from app.lib.di import resolve_in_order
 from app.lib.errors import exception_to_response
+from app.lib.heap import freeze_long_lived
+from app.lib.http_metrics import http_metrics_middleware
 from app.lib.inflight import RequestBodyMiddleware
 from app.lib.logging import RequestIdMiddleware, configure_logging
-from app.lib.migrations import ensure_migrated
 from app.lib.schema import StrictRequest
+from app.lib.schema_version import ensure_migrated
 from app.process import DEPENDENCIES, PROCESS_STATE_KEY, ApiProcess, process_of
 
 if TYPE_CHECKING:
@@ -61,10 +60,6 @@ def _openapi(settings: Settings) -> OpenAPIConfig:
     )
 
 
-_prometheus = PrometheusConfig(app_name="wallet", prefix="wallet", group_path=True, exclude=["/metrics"])
-"""HTTP metrics by route template (not raw path, so references don't explode the label space)."""
-
-
 def create_app(
     settings: Settings | None = None, extra_route_handlers: list[ControllerRouterHandler] | None = None
 ) -> Litestar:
@@ -72,11 +67,11 @@ def create_app(
     settings = settings or get_settings()
     settings.check_safe_to_start()
     configure_logging(settings)
+    resolve_in_order()
     engine = settings.database.create_engine()
-    db_config = sqlalchemy_config(engine)
 
     async def start_process(app: Litestar) -> None:
-        app.state[PROCESS_STATE_KEY] = ApiProcess.start(settings, engine)
+        app.state[PROCESS_STATE_KEY] = await ApiProcess.start(settings, engine)
 
     async def migrate_outside_production(_: Litestar) -> None:
         # Convenience for local runs: a fresh database works without a separate `wallet migrate`.
@@ -89,27 +84,28 @@ def create_app(
         except Exception:
             logger.warning("could not check database migrations at start-up", exc_info=True)
 
+    def settle_heap(_: Litestar) -> None:
+        freeze_long_lived()
+
     async def stop_process(app: Litestar) -> None:
         await process_of(app).stop()
 
     return Litestar(
         route_handlers=[*ROUTE_HANDLERS, *(extra_route_handlers or [])],
-        plugins=[SQLAlchemyPlugin(config=db_config)],
         dependencies={"caller": Provide(provide_caller), **DEPENDENCIES},
         exception_handlers={Exception: exception_to_response},
         middleware=[
             RequestIdMiddleware,
             DefineMiddleware(RequestBodyMiddleware, http=settings.http),
-            _prometheus.middleware,
+            http_metrics_middleware,
             RateLimitMiddleware,
         ],
         request_class=StrictRequest,
         cors_config=CORSConfig(allow_origins=settings.http.cors_origins) if settings.http.cors_origins else None,
         openapi_config=_openapi(settings),
         request_max_body_size=settings.http.max_body_bytes,
-        on_startup=[start_process, migrate_outside_production],
+        on_startup=[start_process, migrate_outside_production, settle_heap],
         on_shutdown=[stop_process],
-        state=State({"sqlalchemy_config": db_config}),
         debug=False,
         logging_config=None,
     )

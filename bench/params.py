@@ -33,6 +33,9 @@ class Parameters:
     max_transfer_amount: int = 100
     drain_timeout_s: float = 180.0
     smoke: bool = False
+    python: str = ""
+    """The interpreter of the measured processes (service and floor): the deployed environment's, made by the
+    run (`stack.deployed_python`); empty until then."""
 
 
 SMOKE = Parameters(

@@ -73,6 +73,21 @@ def _other_cores(cpu: dict[str, Any]) -> float:
     return round(float(cpu["other_processes_cores"] + cores.get("postgres_all", 0) - cores.get("postgres", 0)), 2)
 
 
+TARGET_LABELS = {
+    "ratio_to_floor": "service ÷ floor, settled transfers/s",
+    "cpu_ratio_to_floor": "service ÷ floor, CPU per settled transfer",
+    "ratio_to_pgbench": "settled transfers/s ÷ pgbench TPS",
+    "hot_to_uniform": "hot recipient ÷ uniform, settled/s",
+    "p99_accept_ms_at_half_load": "p99 acceptance at half the peak load, ms",
+    "webhooks_per_s": "webhooks stored and acknowledged/s",
+    "webhooks_per_pgbench_tps": "webhooks/s ÷ pgbench TPS",
+    "read_mix_per_s": "read mix requests/s",
+    "read_mix_per_pgbench_tps": "read mix requests/s ÷ pgbench TPS",
+    "api_peak_rss_mib": "peak RSS of the API's process tree, MiB",
+    "worker_peak_rss_mib": "peak RSS of the worker's process tree, MiB",
+}
+
+
 def _yes(met: bool) -> str:
     return "**met**" if met else "**missed**"
 
@@ -123,6 +138,22 @@ COMPARED: list[tuple[str, Callable[[dict[str, Any]], Any]]] = [
         lambda r: r.get("pgbench_cpu_ms_per_transaction"),
     ),
     ("service CPU ÷ floor CPU per transfer (`cpu_ratio_to_floor`)", lambda r: r.get("cpu_ratio_to_floor")),
+    (
+        "informational: one-statement floor, settled transfers/s (`floor_one_statement_settled_per_s`)",
+        lambda r: r.get("floor_one_statement_settled_per_s"),
+    ),
+    (
+        "informational: one-statement floor, CPU ms per settled transfer (`floor_one_statement_cpu_ms_per_transfer`)",
+        lambda r: r.get("floor_one_statement_cpu_ms_per_transfer"),
+    ),
+    (
+        "informational: service ÷ one-statement floor, settled/s (`ratio_to_floor_one_statement`)",
+        lambda r: r.get("ratio_to_floor_one_statement"),
+    ),
+    (
+        "informational: service CPU ÷ one-statement floor CPU (`cpu_ratio_to_floor_one_statement`)",
+        lambda r: r.get("cpu_ratio_to_floor_one_statement"),
+    ),
     ("pgbench CPU ÷ service CPU (`ratio_to_pgbench_cpu`)", lambda r: r.get("ratio_to_pgbench_cpu")),
     ("peak RSS, API process tree, MiB (`api_peak_rss_mib`)", lambda r: _peak_rss(r, "api")),
     ("peak RSS, worker process tree, MiB (`worker_peak_rss_mib`)", lambda r: _peak_rss(r, "worker")),
@@ -181,6 +212,33 @@ def rounds_table(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _one_statement_floor(variant: dict[str, Any]) -> list[str]:
+    """The floor's informational one-statement variant, when the run measured it."""
+    median = variant.get("median_round")
+    if not median:
+        return []
+    cores = median["cpu"]["cores_used"]
+    return [
+        "",
+        "### Informational: the one-statement floor",
+        "",
+        f"The same JWT check and pool, then {variant['shape']}. Measured {variant['measured']}: "
+        f"**{median['settled_per_s']} settled/s**, "
+        f"**{median['cpu_ms_per_settled']['total']} ms CPU** per transfer "
+        f"({_split_text(median['cpu_ms_per_settled'])}), acceptance {_triple(median['accept_latency_ms'])} ms, "
+        f"errors {median['errors_by_status'] or 0}; CPU cores: app {cores.get('floor')}, its backends "
+        f"{cores.get('postgres')}, the idle service and floor {cores.get('idle_stack')}, other "
+        f"{_other_cores(median['cpu'])}. Ledger check: "
+        f"{variant.get('ledger_check_problems') or 'money conserved, every transfer balanced'}. Not the headline "
+        "floor: the issue measured and set its targets against the plain transaction above; this shows how much "
+        "further the bare stack can go.",
+        "",
+        "```sql",
+        variant["statement"],
+        "```",
+    ]
+
+
 def markdown(results: dict[str, Any], baseline: dict[str, Any] | None = None) -> str:
     machine, params, scenarios = results["machine"], results["parameters"], results["scenarios"]
     pgbench, targets = results["pgbench"], results["targets"]
@@ -197,23 +255,25 @@ def markdown(results: dict[str, Any], baseline: dict[str, Any] | None = None) ->
         "",
         "| figure | value | target | verdict |",
         "|---|---|---|---|",
-        f"| settled transfers/s ÷ pgbench TPS (`ratio_to_pgbench`) | {targets['ratio_to_pgbench']['value']} "
-        f"({results['settled_per_s']}/s ÷ {results['pgbench_tps']} tps) | ≥ 0.25 | "
-        f"{_yes(targets['ratio_to_pgbench']['met'])} |",
-        f"| hot recipient ÷ uniform, settled/s (`hot_to_uniform`) | {targets['hot_to_uniform']['value']} "
-        f"({scenarios['hot_recipient'].get('settled_per_s')}/s ÷ {results['settled_per_s']}/s) | ≥ 0.80 | "
-        f"{_yes(targets['hot_to_uniform']['met'])} |",
-        f"| p99 acceptance at half the peak load (`p99_accept_ms_at_half_load`) | "
-        f"{results['p99_accept_ms_at_half_load']} ms at {scenarios['uniform_half_load'].get('target_rate_per_s')}/s "
-        f"| ≤ 50 ms | {_yes(targets['p99_accept_ms_at_half_load']['met'])} |",
-        f"| webhooks stored and acknowledged/s (`webhooks_per_s`) | {results['webhooks_per_s']} | ≥ 1000 | "
-        f"{_yes(targets['webhooks_per_s']['met'])} |",
+        *(
+            f"| {TARGET_LABELS.get(key, key)} (`{key}`) | {target['value']} | "
+            f"{target['target'].replace('>=', '≥').replace('<=', '≤')} | {_yes(target['met'])} |"
+            for key, target in targets.items()
+        ),
+        "",
+        "The webhook and read-mix targets are 3 times the figures at d878b93 (1554.4 webhooks/s, 988.9 reads/s, "
+        "measured on another day's machine); the `*_per_pgbench_tps` rows judge the same factor as a share of the "
+        "pgbench TPS measured in this run, so the machine's speed cancels out.",
         "",
         "## The service against the floor and pgbench",
         "",
         f"Medians of {count} interleaved rounds (service uniform transfers, the floor, pgbench; the same "
-        "clients, the same machine minutes). The floor (`bench/floor.py`) is the same settled transfer done as "
-        "cheaply as Litestar + asyncpg + PyJWT allow: JWT check, one statement in one transaction. CPU per "
+        "clients, the same machine minutes). The floor (`bench/floor.py`) is the same settled transfer as a plain, "
+        "minimal Litestar + asyncpg + PyJWT program: JWT check, then one explicit transaction of three statements "
+        "(debit with the balance check in its WHERE, credit, one INSERT of the two ledger rows). The headline "
+        "floor is this plain transaction because it is the program the issue measured and set its targets "
+        "against; the informational one-statement variant (the whole transfer in one CTE, measured once, in the "
+        "first round) shows how much further the bare stack can go. CPU per "
         "transfer: the service's API, worker, its PostgreSQL backends and Redis; the floor's app processes and "
         "its backends; pgbench's backends only. The CPU figures are what to compare across runs on a shared "
         "machine; the per-second ones move with whatever else runs.",
@@ -271,13 +331,20 @@ def markdown(results: dict[str, Any], baseline: dict[str, Any] | None = None) ->
             "## The floor",
             "",
             f"`{floor['server']}`, a pool of {floor['pool_size_per_process']} connections per process, "
-            f"{floor['wallets']} wallets of {floor['balance_each']} each on a scratch database. Median round "
+            f"{floor['wallets']} wallets of {floor['balance_each']} each on a scratch database"
+            + (f"; the plain program: {floor['shape']}" if floor.get("shape") else "")
+            + ". Median round "
             f"({median_floor['round']}): **{median_floor['settled_per_s']} settled/s**, acceptance "
             f"{_triple(median_floor['accept_latency_ms'])} ms, errors {median_floor['errors_by_status'] or 0}; CPU "
             f"cores: app {cores.get('floor')}, its backends {cores.get('postgres')}, loadgen {cores.get('loadgen')}, "
             f"the idle service {cores.get('idle_stack')}, other {_other_cores(median_floor['cpu'])}; peak RSS "
             f"{median_floor['memory_peak_rss_mib'].get('floor')} MiB. Ledger check after the rounds: "
-            f"{floor.get('ledger_check_problems') or 'money conserved, every transfer balanced'}.",
+            f"{floor.get('ledger_check_problems') or 'money conserved, every transfer balanced'}."
+            + (
+                f" Deadlocks PostgreSQL broke (each transaction retried): {floor['deadlocks_detected']}."
+                if "deadlocks_detected" in floor
+                else ""
+            ),
             "",
             "```sql",
             floor["schema"],
@@ -285,6 +352,7 @@ def markdown(results: dict[str, Any], baseline: dict[str, Any] | None = None) ->
             floor["statement"],
             "```",
         ]
+        lines += _one_statement_floor(floor.get("one_statement") or {})
     lines += [
         "",
         "## pgbench (the roofline)",

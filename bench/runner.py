@@ -3,8 +3,11 @@
 1. a private `redis-server` (or `--redis-url`), a fresh `wallet_bench_<stamp>` database migrated with
    `app.lib.migrations.upgrade`, the Paystack stand-in, then the API and a Celery worker (`bench/stack.py`);
 2. funding through the real deposit path (`bench/funding.py`);
-3. the floor (`bench/floor.py`) on its own `wallet_floor_<stamp>` database and pgbench's scratch database;
-4. interleaved rounds: service uniform transfers, the floor, pgbench, repeated `--rounds` times (medians);
+3. the floor (`bench/floor.py`, the plain transaction program) on its own `wallet_floor_<stamp>` database and
+   pgbench's scratch database;
+4. interleaved rounds: service uniform transfers, the floor, pgbench, repeated `--rounds` times (medians); in
+   the first round only, right after the floor, its informational one-statement variant, served for that one
+   window on a `wallet_floor_one_statement_<stamp>` database of its own;
 5. the other scenarios (hot recipient, half load, read mix, webhook burst; `bench/scenarios.py`), then
    unless `--no-profile` the service restarted under cProfile (`bench/profiles.py`);
 6. the headline figures (`bench/headline.py`) and `latest.{json,md,png}` (`bench/report.py`); the databases
@@ -20,7 +23,7 @@ import os
 import secrets
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,7 +41,15 @@ from bench.params import Parameters, parameters_from
 from bench.pgbench import PgBench
 from bench.profiles import profiled_loads, profiling_env
 from bench.scenarios import Scenarios
-from bench.stack import FloorServer, PgServer, Stack, service_env, start_private_redis, stop_private_redis
+from bench.stack import (
+    FloorServer,
+    PgServer,
+    Stack,
+    deployed_python,
+    service_env,
+    start_private_redis,
+    stop_private_redis,
+)
 
 if TYPE_CHECKING:
     import subprocess
@@ -58,9 +69,11 @@ class Bench:
         self.database = f"wallet_bench_{self.stamp}"
         self.database_url = self.pg.url(self.database)
         self.floor_database = f"wallet_floor_{self.stamp}"
+        self.floor_one_statement_database = f"wallet_floor_one_statement_{self.stamp}"
         self.work_dir = Path(tempfile.mkdtemp(prefix="wallet-bench-"))
         self.log_dir = self.work_dir / "logs"
         self.notes: list[str] = []
+        self.environment = "development"
         self.redis_process: subprocess.Popen[bytes] | None = None
         self.redis_version = ""
         self.redis: redis.Redis | None = None
@@ -90,6 +103,10 @@ class Bench:
             create_database_if_missing(self.database_url)
             upgrade(self.database_url)
             print(f"  database {self.database} migrated; redis {redis_url}", flush=True)
+            python, environment = deployed_python(self.work_dir)
+            self.params = replace(self.params, python=python)
+            self.environment = environment
+            print(f"  service environment: {environment}", flush=True)
             self.standin = PaystackStandIn(validate=False).start()
             self.env = service_env(self.params, self.work_dir, self.database_url, redis_url, self.standin)
             self.settings = load_settings(environ=self.env, dotenv=self.work_dir / "no.env")
@@ -106,7 +123,10 @@ class Bench:
                 with contextlib.suppress(Exception):
                     drop_database(self.database_url)
             else:
-                print(f"  kept databases {self.database} and {self.floor_database}", flush=True)
+                print(
+                    f"  kept databases {self.database}, {self.floor_database} and {self.floor_one_statement_database}",
+                    flush=True,
+                )
         results["machine"] = machine | {"load_average_at_end": [round(x, 2) for x in os.getloadavg()]}
         results["parameters"] = asdict(self.params) | {
             "transfer_wait_ms": 0,
@@ -114,6 +134,7 @@ class Bench:
             "log_level": "WARNING",
             "redis": self.redis_version,
             "postgres_server": f"{self.pg.host}:{self.pg.port}",
+            "service_environment": self.environment,
         }
         results["started_at"] = datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds")
         results["duration_s"] = round(time.time() - started, 1)
@@ -214,7 +235,9 @@ class Bench:
 
         Interleaved so that a change in what else the machine does (it is shared) lands on all three rather
         than on whichever happened to run then. The floor and pgbench are set up before the first round and
-        torn down after the last; the stack that is not measured idles meanwhile (its CPU is reported).
+        torn down after the last; the stack that is not measured idles meanwhile (its CPU is reported). The
+        floor's one-statement variant is informational: one window, in the first round after the floor, to
+        keep the run short (`_floor_one_statement`).
         """
         params = self.params
         assert self.stack is not None
@@ -222,17 +245,24 @@ class Bench:
         secret = secrets.token_urlsafe(48)
         floor_db: asyncpg.Connection | None = None
         problems: list[str] = []
+        deadlocks = 0
+        one_statement: dict[str, Any] = {}
         await scenarios.db.execute(f'CREATE DATABASE "{self.floor_database}"')
-        rounds: dict[str, list[dict[str, Any]]] = {"service": [], "floor": [], "pgbench": []}
+        rounds: dict[str, list[dict[str, Any]]] = {
+            "service": [],
+            "floor": [],
+            "floor_one_statement": [],
+            "pgbench": [],
+        }
         try:
             floor_db = await asyncpg.connect(self.pg.dsn(self.floor_database))
             floor_wallets = await floor_program.create_schema(
                 floor_db, params.wallets, params.deposit_amount, secret, seed=hash(self.stamp)
             )
-            self.floor = FloorServer(params, self.log_dir, self.pg.dsn(self.floor_database), secret)
-            await asyncio.to_thread(self.floor.start)
-            scenarios.targets["floor"] = self.floor.target(self.floor_database)
-            print(f"  floor up at {self.floor.base_url} on {self.floor_database}", flush=True)
+            floor = self.floor = FloorServer(params, self.log_dir, self.pg.dsn(self.floor_database), secret)
+            await asyncio.to_thread(floor.start)
+            scenarios.targets["floor"] = floor.target(self.floor_database)
+            print(f"  floor up at {floor.base_url} on {self.floor_database}", flush=True)
             await pgbench.prepare()
             for index in range(params.rounds):
                 service = await scenarios.scenario(
@@ -244,36 +274,108 @@ class Bench:
                 )
                 rounds["service"].append(service | {"round": index + 1})
                 rounds["floor"].append(await scenarios.floor_round(index, floor_wallets, floor_db))
+                if index == 0:
+                    one_round, one_statement = await self._floor_one_statement(scenarios, index, secret)
+                    rounds["floor_one_statement"].append(one_round)
                 rounds["pgbench"].append(await pgbench.run(index))
+            # Stopped first: its backends report their statistics (the deadlock count) as they exit.
+            scenarios.targets.pop("floor").close()
+            await asyncio.to_thread(floor.stop)
+            self.floor = None
             problems = [
                 row["problem"]
                 for row in await floor_program.check_ledger(floor_db, params.wallets, params.deposit_amount)
             ]
+            await asyncio.sleep(1.0)
+            deadlocks = await floor_program.deadlocks(floor_db)
             if problems:
                 self.notes.append(f"the floor's ledger check failed: {sorted(set(problems))}")
         finally:
             with contextlib.suppress(Exception):
                 await pgbench.drop()
-            if "floor" in scenarios.targets:
-                scenarios.targets.pop("floor").close()
-            if self.floor is not None:
-                await asyncio.to_thread(self.floor.stop)
-                self.floor = None
-            if floor_db is not None:
-                await floor_db.close()
-            if not self.args.keep:
-                await scenarios.db.execute(f'DROP DATABASE IF EXISTS "{self.floor_database}" WITH (FORCE)')
+            await self._tear_down_floor(scenarios, self.floor, floor_db, self.floor_database)
+            self.floor = None
         details = {
-            "program": "bench/floor.py",
+            "program": "bench/floor.py, FLOOR_PROGRAM=transaction",
             "server": f"uvicorn --factory bench.floor:create_app --workers {params.api_workers}",
             "pool_size_per_process": params.pool_size,
             "wallets": params.wallets,
             "balance_each": params.deposit_amount,
             "schema": floor_program.SCHEMA.strip(),
-            "statement": floor_program.TRANSFER.strip(),
+            "shape": (
+                "a pooled connection (asyncpg's defaults), one explicit transaction of three statements: the debit "
+                "with the balance check in its WHERE, the credit, one INSERT of the two entries; the whole "
+                "transaction retried when PostgreSQL breaks a deadlock (SQLSTATE 40P01)"
+            ),
+            "statement": floor_program.TRANSACTION.strip(),
+            "deadlocks_detected": deadlocks,
             "ledger_check_problems": problems,
+            "one_statement": one_statement,
         }
         return rounds, details
+
+    async def _tear_down_floor(
+        self,
+        scenarios: Scenarios,
+        server: FloorServer | None,
+        db: asyncpg.Connection | None,
+        database: str,
+    ) -> None:
+        """Stop a floor program, close its connection and drop its database (unless `--keep`)."""
+        if server is not None:
+            if server.name in scenarios.targets:
+                scenarios.targets.pop(server.name).close()
+            await asyncio.to_thread(server.stop)
+        if db is not None:
+            await db.close()
+        if not self.args.keep:
+            await scenarios.db.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+    async def _floor_one_statement(
+        self, scenarios: Scenarios, round_index: int, secret: str
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The floor's informational variant (the whole transfer in one statement): one window, then gone.
+
+        On a database of its own, with the same wallets and tokens, so that its ledger is checked on its own and
+        the backends measured are its own; the plain floor idles meanwhile (its CPU is reported with the
+        service's as the idle stack).
+        """
+        params = self.params
+        database = self.floor_one_statement_database
+        await scenarios.db.execute(f'CREATE DATABASE "{database}"')
+        server: FloorServer | None = None
+        db: asyncpg.Connection | None = None
+        try:
+            db = await asyncpg.connect(self.pg.dsn(database))
+            floor_wallets = await floor_program.create_schema(
+                db, params.wallets, params.deposit_amount, secret, seed=hash(self.stamp)
+            )
+            server = FloorServer(params, self.log_dir, self.pg.dsn(database), secret, program="one_statement")
+            await asyncio.to_thread(server.start)
+            scenarios.targets[server.name] = server.target(database)
+            report = await scenarios.floor_round(
+                round_index,
+                floor_wallets,
+                db,
+                server.name,
+                "the floor's one-statement variant (informational): uniform transfers, closed loop, settled at commit",
+            )
+            problems = [
+                row["problem"] for row in await floor_program.check_ledger(db, params.wallets, params.deposit_amount)
+            ]
+            if problems:
+                self.notes.append(f"the one-statement floor's ledger check failed: {sorted(set(problems))}")
+        finally:
+            await self._tear_down_floor(scenarios, server, db, database)
+        details = {
+            "program": "bench/floor.py, FLOOR_PROGRAM=one_statement",
+            "measured": f"once, in round {round_index + 1}, right after the floor",
+            "shape": "the whole transfer in one CTE statement (lock both rows in id order, debit, credit, insert "
+            "the entries): one round trip, one implicit transaction",
+            "statement": floor_program.ONE_STATEMENT.strip(),
+            "ledger_check_problems": problems,
+        }
+        return report, details
 
     async def _profile(self, scenarios: Scenarios, wallets: list[tuple[str, str]]) -> dict[str, Any]:
         """Restart the service under cProfile, run its profiled loads, stop it."""
@@ -297,8 +399,8 @@ class Bench:
         """Warn when PostgreSQL has fewer free connections than the stack, the floor and pgbench may open."""
         params = self.params
         # A full pool per process (overflow can add as many again), the floor's pools (open while the service
-        # idles), pgbench's clients, and a few of our own.
-        needed = params.pool_size * (2 * params.api_workers + params.worker_concurrency) + params.clients + 5
+        # idles; both programs' during the one-statement window), pgbench's clients, and a few of our own.
+        needed = params.pool_size * (3 * params.api_workers + params.worker_concurrency) + params.clients + 5
         limit = int(await db.fetchval("SELECT setting::int FROM pg_settings WHERE name = 'max_connections'"))
         used = int(await db.fetchval("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"))
         if limit - used < needed:

@@ -430,12 +430,16 @@ class Scenarios:
     # -- the floor ---------------------------------------------------------------------------------------
 
     async def floor_round(
-        self, round_index: int, wallets: list[tuple[str, str]], floor_db: asyncpg.Connection
+        self,
+        round_index: int,
+        wallets: list[tuple[str, str]],
+        floor_db: asyncpg.Connection,
+        target_name: str = "floor",
+        description: str = "the floor: uniform transfers, closed loop, settled at commit",
     ) -> dict[str, Any]:
-        """One measured window of the floor under the headline load; its 200 is a committed transfer."""
-        target = self.targets["floor"]
-        name = f"floor round {round_index + 1}"
-        description = "the floor: uniform transfers, closed loop, settled at commit"
+        """One measured window of a floor program under the headline load; its 200 is a committed transfer."""
+        target = self.targets[target_name]
+        name = f"{target_name.replace('_', ' ')} round {round_index + 1}"
         self.current = name
         print(f"  {name}: {description}", flush=True)
         duration = self.params.duration_s

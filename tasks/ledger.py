@@ -30,7 +30,7 @@ def settle_transfers(self: WalletTask) -> int:
 
 async def _requeue_stale_transfers(context: runtime.WorkerContext) -> int:
     async with context.unit_of_work() as uow:
-        return await requeue_stale_transfers(uow, context.settings.money)
+        return await requeue_stale_transfers(uow, context.settings.money, context.redis)
 
 
 @app.task(name=TaskName.REQUEUE_STALE_TRANSFERS, base=WalletTask, bind=True, max_retries=0)

@@ -81,7 +81,7 @@ def process_webhook_event(self: ProcessEventTask, event_id: str) -> str:
 
 async def _requeue_unfinished_events(context: runtime.WorkerContext) -> int:
     async with context.unit_of_work() as uow:
-        return await requeue_unfinished_events(uow, context.settings.money)
+        return await requeue_unfinished_events(uow, context.settings.money, context.redis)
 
 
 @app.task(name=TaskName.REQUEUE_UNFINISHED_WEBHOOKS, base=WalletTask, bind=True, max_retries=0)

@@ -1,8 +1,9 @@
-"""One long-lived event loop, engine and Redis client per worker process, and the context tasks run in.
+"""One long-lived event loop, engine and Redis client per task thread, and the context tasks run in.
 
 Celery tasks are synchronous and the services are async. `asyncio.run()` per task would leave a pooled
-asyncpg engine attached to a dead loop after the first task, so each process keeps one `asyncio.Runner`
-and makes its engine inside it; the pool then lives as long as the process. A task's coroutine gets a
+asyncpg engine attached to a dead loop after the first task, so each thread that runs tasks (one in a prefork child,
+`-c` of them in the default threads pool) keeps one `asyncio.Runner` and makes its engine inside it; the pool
+then lives as long as the thread. A task's coroutine gets a
 `WorkerContext`, whose `unit_of_work()` owns the task's transactions.
 """
 
@@ -24,6 +25,7 @@ from sqlalchemy.util import await_only
 
 from app.config import Settings, get_settings
 from app.lib.db import session_maker
+from app.lib.heap import freeze_long_lived
 from app.lib.logging import configure_logging, request_id_var
 from app.lib.redis import create_redis
 from app.lib.uow import UnitOfWork
@@ -94,30 +96,38 @@ class WorkerContext:
             yield UnitOfWork(session)
 
 
+class _Runtime(threading.local):
+    runner: asyncio.Runner | None = None
+    context: WorkerContext | None = None
+
+
+_local = _Runtime()
 _lock = threading.Lock()
-_runner: asyncio.Runner | None = None
-_context: WorkerContext | None = None
+_started: list[tuple[asyncio.Runner, WorkerContext]] = []
+"""Every thread's runtime, so process shutdown can close them all (the threads pool runs tasks on several)."""
 
 
 def _start() -> tuple[asyncio.Runner, WorkerContext]:
-    global _runner, _context  # noqa: PLW0603 - one runtime per process is the point
-    with _lock:
-        if _runner is None or _context is None:
-            settings = get_settings()
-            configure_logging(settings)
-            runner = asyncio.Runner()
+    runner, context = _local.runner, _local.context
+    if runner is None or context is None:
+        settings = get_settings()
+        configure_logging(settings)
+        runner = asyncio.Runner()
 
-            async def build() -> WorkerContext:
-                engine = settings.database.create_engine()
-                return WorkerContext(settings, engine, session_maker(engine), create_redis(settings.redis.url))
+        async def build() -> WorkerContext:
+            engine = settings.database.create_engine()
+            return WorkerContext(settings, engine, session_maker(engine), create_redis(settings.redis.url))
 
-            _context = runner.run(build())
-            _runner = runner
-        return _runner, _context
+        context = runner.run(build())
+        freeze_long_lived()
+        _local.runner, _local.context = runner, context
+        with _lock:
+            _started.append((runner, context))
+    return runner, context
 
 
 def run(work: Callable[[WorkerContext], Awaitable[T]]) -> T:
-    """Run a task's coroutine on this process's loop."""
+    """Run a task's coroutine on this thread's loop (one thread per task slot, each with its own loop)."""
     runner, context = _start()
 
     async def call() -> T:
@@ -129,29 +139,31 @@ def run(work: Callable[[WorkerContext], Awaitable[T]]) -> T:
 
 
 def shutdown() -> None:
-    """Dispose the engine and Redis client and close the loop (process exit)."""
-    global _runner, _context
+    """Dispose every thread's engine and Redis client and close its loop (process exit)."""
     with _lock:
-        if _runner is None or _context is None:
-            return
-        context = _context
+        started = list(_started)
+        _started.clear()
+    for runner, context in started:
 
-        async def close() -> None:
+        async def close(context: WorkerContext = context) -> None:
             await context.redis.aclose()
             await context.engine.dispose()
 
         try:
-            _runner.run(close())
+            runner.run(close())
+        except Exception:
+            logger.warning("could not close a task thread's connections", exc_info=True)
         finally:
-            _runner.close()
-            _runner, _context = None, None
+            runner.close()
+    _local.runner, _local.context = None, None
 
 
 @worker_process_init.connect
 def _on_process_init(**_: object) -> None:
-    # A forked child must not reuse the parent's loop or sockets.
-    global _runner, _context
-    _runner, _context = None, None
+    # A forked child must not reuse the parent's loops or sockets (it inherited their objects, not their use).
+    with _lock:
+        _started.clear()
+    _local.runner, _local.context = None, None
     _start()
 
 

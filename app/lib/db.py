@@ -1,15 +1,12 @@
-"""The database plumbing: the API's advanced-alchemy config over the process's one engine, sessions, the lock
-a balance writer takes, and which failures a transaction may simply run again."""
+"""The database plumbing: sessions over the process's one engine, the lock a balance writer takes, and which
+failures a transaction may simply run again."""
 
 from __future__ import annotations
 
 import random
 from typing import TYPE_CHECKING, TypeVar
 
-from advanced_alchemy.extensions.litestar import AlembicAsyncConfig, AsyncSessionConfig, SQLAlchemyAsyncConfig
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-
-from app.config import PROJECT_ROOT
 
 if TYPE_CHECKING:
     from sqlalchemy.sql.selectable import GenerativeSelect
@@ -22,23 +19,6 @@ RETRYABLE_SQLSTATES = frozenset({SERIALIZATION_FAILURE, DEADLOCK_DETECTED})
 MAX_TRANSACTION_ATTEMPTS = 6
 """Tries of a transaction that keeps failing with a deadlock or serialisation failure."""
 BASE_BACKOFF_SECONDS = 0.02
-
-
-def sqlalchemy_config(engine: AsyncEngine) -> SQLAlchemyAsyncConfig:
-    """The API's advanced-alchemy config over the process's engine: per-request sessions and Alembic."""
-    return SQLAlchemyAsyncConfig(
-        engine_instance=engine,
-        session_config=AsyncSessionConfig(expire_on_commit=False),
-        session_dependency_key="db_session",
-        alembic_config=AlembicAsyncConfig(
-            script_location=str(PROJECT_ROOT / "migrations"),
-            script_config=str(PROJECT_ROOT / "alembic.ini"),
-            version_table_name="alembic_version",
-        ),
-        create_all=False,
-        # Our one exception handler maps repository errors too; advanced-alchemy's would bypass it.
-        set_default_exception_handler=False,
-    )
 
 
 def session_maker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

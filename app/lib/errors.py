@@ -225,7 +225,12 @@ def is_unavailable(exc: BaseException) -> bool:
             "ConnectionFailureError",
             "AdminShutdownError",
             "TooManyConnectionsError",
+            # A connection the server ended under us, caught between two of asyncpg's protocol states.
+            "InternalClientError",
+            "InterfaceError",
         }:
+            return True
+        if type(current).__name__ == "_DeadConnection":
             return True
         current = current.__cause__ or current.__context__
     return False

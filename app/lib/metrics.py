@@ -17,6 +17,7 @@ from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
+    from redis.asyncio.client import Pipeline
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +36,12 @@ def _field(name: str, labels: Mapping[str, str]) -> str:
     return name + "".join(f"|{key}={value}" for key, value in sorted(labels.items()))
 
 
+def counted(name: str, amount: int = 1, **labels: str) -> Callable[[Pipeline], object]:
+    """The increment of a business counter, to send in a pipeline with other commands."""
+    field = _field(name, labels)
+    return lambda pipe: pipe.hincrby(COUNTERS_KEY, field, amount)
+
+
 async def count(redis: Redis, name: str, amount: int = 1, **labels: str) -> None:
     """Add to a business counter; never fails the caller (metrics are best effort)."""
     try:
@@ -43,22 +50,33 @@ async def count(redis: Redis, name: str, amount: int = 1, **labels: str) -> None
         logger.debug("metrics: could not count %s", name, exc_info=True)
 
 
-async def observe_settlement_lag(redis: Redis, lags_seconds: Iterable[float]) -> None:
-    """Record acceptance-to-settlement times into the histogram's buckets."""
+def lag_observed(lags_seconds: Iterable[float]) -> Callable[[Pipeline], object]:
+    """Acceptance-to-settlement times added to the histogram's buckets, to send in a pipeline.
+
+    Added up here: one command per bucket for a whole settlement batch, not one per bucket per transfer.
+    """
     lags = list(lags_seconds)
-    if not lags:
-        return
-    # Added up here: one command per bucket for a whole settlement batch, not one per bucket per transfer.
+
+    def add(pipe: Pipeline) -> None:
+        if not lags:
+            return
+        for bound in LAG_BUCKETS:
+            within = sum(1 for lag in lags if lag <= bound)
+            if within:
+                pipe.hincrby(LAG_KEY, f"le={bound}", within)
+        pipe.hincrby(LAG_KEY, "count", len(lags))
+        pipe.hincrbyfloat(LAG_KEY, "sum", sum(lags))
+
+    return add
+
+
+async def observe_settlement_lag(redis: Redis, lags_seconds: Iterable[float]) -> None:
+    """Record acceptance-to-settlement times; never fails the caller (metrics are best effort)."""
     try:
         async with redis.pipeline(transaction=False) as pipe:
-            for bound in LAG_BUCKETS:
-                within = sum(1 for lag in lags if lag <= bound)
-                if within:
-                    pipe.hincrby(LAG_KEY, f"le={bound}", within)
-            pipe.hincrby(LAG_KEY, "count", len(lags))
-            pipe.hincrbyfloat(LAG_KEY, "sum", sum(lags))
+            lag_observed(lags_seconds)(pipe)
             await pipe.execute()
-    except Exception:  # as above
+    except Exception:  # a metrics outage must not fail money movement
         logger.debug("metrics: could not observe settlement lag", exc_info=True)
 
 

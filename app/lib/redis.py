@@ -6,6 +6,8 @@ Each process (API worker, Celery worker) makes its own client on its own event l
 from __future__ import annotations
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 MAX_CONNECTIONS = 100
 """Connections one process opens to Redis; a burst beyond that waits (up to `POOL_TIMEOUT_SECONDS`)."""
@@ -23,5 +25,8 @@ def create_redis(url: str) -> Redis:
         socket_connect_timeout=2,
         socket_timeout=5,
         health_check_interval=30,
+        # Once more on a fresh connection: a pooled one dies with a Redis restart, and its first command must not
+        # fail for it (a refused connection still fails at once).
+        retry=Retry(NoBackoff(), 1),
     )
     return Redis.from_pool(pool)

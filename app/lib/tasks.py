@@ -1,15 +1,26 @@
 """The Celery tasks the service sends, by name, with their queue and beat schedule: one table for all.
 
-The API publishes tasks by name (`enqueue`) without importing the workers' code; `celeryconfig.py` routes and
-schedules from the same table, and each task in `tasks/` is declared with its name from here.
+Tasks are published by name (`enqueue`: one Redis command, without importing Celery or the workers' code);
+`celeryconfig.py` routes and schedules from the same table, and each task in `tasks/` is declared with its
+name from here.
 """
 
 from __future__ import annotations
 
+import base64
 import enum
+import json
 import logging
-from datetime import timedelta
-from typing import Any
+import os
+import socket
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from redis.exceptions import RedisError
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 
 class TaskName(enum.StrEnum):
@@ -54,17 +65,71 @@ BEAT_SCHEDULE: dict[TaskName, timedelta] = {
 logger = logging.getLogger(__name__)
 
 
-def enqueue(task: TaskName, *args: Any, countdown: float | None = None) -> bool:
-    """Publish a task (blocking: call it off the event loop); True when the broker took it.
+def queue_of(task: TaskName) -> QueueName:
+    return QUEUE_OF.get(task, QueueName.MAINTENANCE)
+
+
+def task_message(task: TaskName, *args: Any, countdown: float | None = None) -> str:
+    """A Celery task message (protocol 2, kombu's Redis envelope), as `send_task` would write it.
+
+    Built here so the API can publish with one Redis command instead of carrying Celery and kombu (their import
+    and their per-publish client) for it; `tests/integration/platform/test_task_messages.py` has a real worker
+    consume these.
+    """
+    task_id = str(uuid.uuid4())
+    eta = (datetime.now(UTC) + timedelta(seconds=countdown)).isoformat() if countdown else None
+    body = [list(args), {}, {"callbacks": None, "errbacks": None, "chain": None, "chord": None}]
+    return json.dumps(
+        {
+            "body": base64.b64encode(json.dumps(body).encode()).decode(),
+            "content-encoding": "utf-8",
+            "content-type": "application/json",
+            "headers": {
+                "lang": "py",
+                "task": str(task),
+                "id": task_id,
+                "shadow": None,
+                "eta": eta,
+                "expires": None,
+                "group": None,
+                "group_index": None,
+                "retries": 0,
+                "timelimit": [None, None],
+                "root_id": task_id,
+                "parent_id": None,
+                "argsrepr": repr(tuple(args)),
+                "kwargsrepr": "{}",
+                "origin": _ORIGIN,
+                "ignore_result": True,
+                "replaced_task_nesting": 0,
+                "stamped_headers": None,
+                "stamps": {},
+            },
+            "properties": {
+                "correlation_id": task_id,
+                "reply_to": None,
+                "delivery_mode": 2,
+                "delivery_info": {"exchange": "", "routing_key": str(queue_of(task))},
+                "priority": 0,
+                "body_encoding": "base64",
+                "delivery_tag": str(uuid.uuid4()),
+            },
+        }
+    )
+
+
+_ORIGIN = f"wallet-{os.getpid()}@{socket.gethostname()}"
+
+
+async def enqueue(redis: Redis, task: TaskName, *args: Any, countdown: float | None = None) -> bool:
+    """Publish a task on its queue; True when Redis took it.
 
     A failed publish (Redis down) is only logged: the database row is the durable record of the work, and
     beat's sweeps find it.
     """
-    from tasks import app as celery_app  # the API imports Celery lazily, only to publish
-
     try:
-        celery_app.send_task(str(task), args=list(args), countdown=countdown, retry=False)
-    except Exception:
-        logger.warning("could not enqueue %s; beat will pick the work up", task, exc_info=True)
+        await redis.lpush(str(queue_of(task)), task_message(task, *args, countdown=countdown))
+    except (RedisError, OSError):
+        logger.warning("could not enqueue %s; beat will pick the work up", task)
         return False
     return True

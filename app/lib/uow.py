@@ -2,7 +2,9 @@
 
 `run(body)` runs `body` in a transaction, retries it after a deadlock or serialisation failure, commits once,
 and only then runs what `body` registered with `after_commit` (enqueue, publish). Services never commit.
-Participants (`joined`) write what belongs with a result into its transaction (`docs/architecture.md`).
+`run_statement` is the same for ONE statement that is a whole transaction by itself, sent on a pooled asyncpg
+connection as a prepared statement. Participants (`joined`) write what belongs with a result into its
+transaction (`docs/architecture.md`).
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterator
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from app.lib.db import MAX_TRANSACTION_ATTEMPTS, backoff_seconds, is_retryable
+from app.lib.pg import connection_from
 
 if TYPE_CHECKING:
+    import asyncpg
     from sqlalchemy.ext.asyncio import AsyncSession
 
 T = TypeVar("T")
@@ -28,18 +32,37 @@ class TransactionParticipant(Protocol):
 
 
 class UnitOfWork:
-    """Transactions on one session, one at a time (see the module docstring)."""
+    """Transactions on one session (made on first use), one at a time; see the module docstring."""
 
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+    def __init__(self, session: AsyncSession | Callable[[], AsyncSession], pool: asyncpg.Pool | None = None) -> None:
+        """Over a session, or a session factory called on first use; `pool` serves `run_statement`."""
+        self._session: AsyncSession | None = None
+        if callable(session):
+            self._sessions = session
+        else:
+            self._session = session
+            self._sessions = lambda: session
+        self._pool = pool
         self._after_commit: list[Callable[[], Awaitable[object]]] = []
         self._participants: list[TransactionParticipant] = []
         self._in_transaction = False
 
+    @property
+    def session(self) -> AsyncSession:
+        if self._session is None:
+            self._session = self._sessions()
+        return self._session
+
+    async def close(self) -> None:
+        """Give the session's connection back (the end of the request or task)."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
     def after_commit(self, action: Callable[[], Awaitable[object]]) -> None:
         """Run `action` once the running transaction has committed (never if it rolls back)."""
         if not self._in_transaction:
-            msg = "after_commit() belongs inside UnitOfWork.run()"
+            msg = "after_commit() belongs inside a transaction of the unit of work"
             raise RuntimeError(msg)
         self._after_commit.append(action)
 
@@ -53,30 +76,64 @@ class UnitOfWork:
             self._participants.remove(participant)
 
     async def run(self, body: Callable[[], Awaitable[T]]) -> T:
-        """Run `body` in a transaction and commit it; see the module docstring.
+        """Run `body` in a transaction of the session and commit it; see the module docstring.
 
         Raises:
             Whatever `body` raised (after a rollback), once the retries of a retryable failure are used up.
         """
-        if self._in_transaction:
-            msg = "UnitOfWork.run() does not nest: one transaction at a time"
-            raise RuntimeError(msg)
-        attempt = 0
-        while True:
-            attempt += 1
-            self._after_commit = []
-            self._in_transaction = True
+
+        async def attempt() -> T:
             try:
                 result = await body()
                 for participant in self._participants:
                     await participant.before_commit(self.session, result)
                 await self.session.commit()
-            except Exception as exc:
+            except Exception:
                 await self._roll_back()
-                if not is_retryable(exc) or attempt >= MAX_TRANSACTION_ATTEMPTS:
+                raise
+            return result
+
+        return await self._retrying(attempt)
+
+    async def run_statement(self, statement: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """Run `statement`, which sends ONE SQL statement: a transaction by itself, committed when it returns.
+
+        On a pooled asyncpg connection in autocommit (one round trip, a prepared statement); inside a session
+        transaction instead when participants must write their part with it. Retried like `run`.
+        """
+        pool = self._pool
+        if self._participants or pool is None:
+            return await self.run(lambda: self._on_session_connection(statement))
+
+        async def attempt() -> T:
+            async with connection_from(pool) as connection:
+                return await statement(connection)
+
+        return await self._retrying(attempt)
+
+    async def read(self, body: Callable[[], Awaitable[T]]) -> T:
+        """Run a read-only `body`, then end its transaction so the connection goes back to the pool."""
+        try:
+            return await body()
+        finally:
+            await self._roll_back()
+
+    async def _retrying(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        if self._in_transaction:
+            msg = "a unit of work runs one transaction at a time: it does not nest"
+            raise RuntimeError(msg)
+        tries = 0
+        while True:
+            tries += 1
+            self._after_commit = []
+            self._in_transaction = True
+            try:
+                result = await attempt()
+            except Exception as exc:
+                if not is_retryable(exc) or tries >= MAX_TRANSACTION_ATTEMPTS:
                     raise
-                delay = backoff_seconds(attempt)
-                logger.info("transaction hit %r; retry %d in %.3fs", type(exc).__name__, attempt, delay)
+                delay = backoff_seconds(tries)
+                logger.info("transaction hit %r; retry %d in %.3fs", type(exc).__name__, tries, delay)
                 await asyncio.sleep(delay)
                 continue
             finally:
@@ -90,15 +147,14 @@ class UnitOfWork:
                 logger.warning("an action after a commit failed", exc_info=True)
         return result
 
-    async def read(self, body: Callable[[], Awaitable[T]]) -> T:
-        """Run a read-only `body`, then end its transaction so the connection goes back to the pool."""
-        try:
-            return await body()
-        finally:
-            await self._roll_back()
+    async def _on_session_connection(self, statement: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        connection: Any = await (await self.session.connection()).get_raw_connection()
+        return await statement(connection.driver_connection)
 
     async def _roll_back(self) -> None:
+        if self._session is None:
+            return
         try:
-            await self.session.rollback()
+            await self._session.rollback()
         except Exception:
             logger.warning("rollback after a failed transaction failed too", exc_info=True)

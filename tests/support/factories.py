@@ -18,7 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from app.db import models as m
 from app.domain.auth.users import Identity, UserService
 from app.domain.payments.inbox import ReceivedEvent, store_events
-from app.domain.wallets.ledger import AcceptedTransfer, LedgerService, new_transfer_reference
+from app.domain.wallets import ledger
+from app.domain.wallets.ledger import AcceptedTransfer, LedgerService
 from app.lib.db import session_maker
 from app.lib.uow import UnitOfWork
 
@@ -85,10 +86,12 @@ async def pending_deposit(
 
 async def stored_event(engine: AsyncEngine, body: bytes) -> ReceivedEvent:
     """A verified Paystack event stored in the inbox (once), as the webhook endpoint stores it."""
-    async with session_maker(engine)() as session:
-        [received] = await store_events(session, [body])
-        await session.commit()
-    return received
+
+    async def run(uow: UnitOfWork) -> ReceivedEvent:
+        [received] = await uow.run_statement(lambda connection: store_events(connection, [body]))
+        return received
+
+    return await _in_unit_of_work(engine, run)
 
 
 async def _in_unit_of_work(
@@ -122,13 +125,14 @@ async def accept_transfer(
     """A transfer accepted exactly as the API accepts it (one unit of work), without asking for settlement."""
 
     async def run(uow: UnitOfWork) -> AcceptedTransfer:
-        return await uow.run(
-            lambda: LedgerService(uow.session).accept_transfer(
+        return await uow.run_statement(
+            lambda connection: ledger.accept_transfer(
+                connection,
                 sender_user_id=sender_user_id,
                 recipient_wallet_number=recipient_wallet_number,
                 amount=amount,
                 actor=actor,
-                reference=new_transfer_reference(),
+                reference=ledger.new_transfer_reference(),
             )
         )
 
@@ -143,5 +147,14 @@ async def settle_pending(engine_or_session: AsyncEngine | AsyncSession, *, batch
         while batch := await uow.run(lambda: LedgerService(uow.session).settle_batch(batch_size=batch_size)):
             settled += len(batch.references)
         return settled
+
+    return await _in_unit_of_work(engine_or_session, run)
+
+
+async def transfer_status(engine_or_session: AsyncEngine | AsyncSession, reference: str) -> str | None:
+    """A transfer's status as the service reads it."""
+
+    async def run(uow: UnitOfWork) -> str | None:
+        return await uow.run_statement(lambda connection: ledger.transfer_status(connection, reference))
 
     return await _in_unit_of_work(engine_or_session, run)

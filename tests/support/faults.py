@@ -91,10 +91,17 @@ class Stack:
         return base_url
 
     def start_worker(
-        self, *, queues: str | None = None, concurrency: int = 1, name: str = "worker", **env: str
+        self,
+        *,
+        queues: str | None = None,
+        concurrency: int = 1,
+        name: str = "worker",
+        pool: str | None = None,
+        **env: str,
     ) -> ServiceProcess:
-        """A real Celery worker (prefork) on this stack's broker; extra keyword arguments are its environment."""
-        process = start_worker({**self.env, **env}, queues=queues, concurrency=concurrency, name=name)
+        """A real Celery worker on this stack's broker (the configured pool unless `pool` says otherwise); extra
+        keyword arguments are its environment."""
+        process = start_worker({**self.env, **env}, queues=queues, concurrency=concurrency, name=name, pool=pool)
         self.processes.append(process)
         return process
 

@@ -100,15 +100,13 @@ def start_worker(
     *,
     queues: str | None = None,
     concurrency: int = 2,
-    pool: str = "prefork",
+    pool: str | None = None,
     name: str = "worker",
     loglevel: str = "INFO",
 ) -> ServiceProcess:
     """A real Celery worker (`celery -A tasks worker`); returns once it is ready for tasks."""
     command = [sys.executable, "-m", "celery", "-A", "tasks", "worker", "--loglevel", loglevel]
     command += [
-        "--pool",
-        pool,
         "--concurrency",
         str(concurrency),
         "--hostname",
@@ -117,7 +115,10 @@ def start_worker(
     command += ["--without-gossip", "--without-mingle"]
     if queues:
         command += ["--queues", queues]
-    worker = ServiceProcess(command, env or service_env(), name)
+    env = env or service_env()
+    if pool:  # None: the configured default, as a user runs it (Celery ignores `--pool prefork` then)
+        env = {**env, "WORKER_POOL": pool}
+    worker = ServiceProcess(command, env, name)
     worker.wait_for_output("ready.", timeout=60)
     return worker
 

@@ -142,7 +142,7 @@ class AuthController(Controller):
             token = data.token
         if token is None:
             raise NotAuthenticated('Send the token as `Authorization: Bearer <token>` or as `{"token": ...}`.')
-        verified = await verifier.token(token, scope=request.scope)
+        verified = await verifier.token(token)
         return TokenVerification(user_id=verified.user_id, email=verified.email, expires_at=verified.claims.expires_at)
 
     @post(
@@ -154,8 +154,12 @@ class AuthController(Controller):
         responses=USER_ONLY_RESPONSES,
     )
     async def logout(
-        self, caller: NamedDependency[Caller], redis: NamedDependency[Redis], uow: NamedDependency[UnitOfWork]
+        self,
+        caller: NamedDependency[Caller],
+        verifier: NamedDependency[CredentialVerifier],
+        uow: NamedDependency[UnitOfWork],
     ) -> LoggedOut:
         if caller.token is not None:
-            await revoke_token(redis, uow, caller.token)
+            await revoke_token(uow, caller.token)
+            await verifier.cache.confirm(f"token:{caller.token.jti}")
         return LoggedOut()

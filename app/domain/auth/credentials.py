@@ -8,15 +8,16 @@ so the rate limiter and the route's guard share one check. Lookups use a short s
 from __future__ import annotations
 
 import enum
+import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 from uuid import UUID
 
-from sqlalchemy import func, select
-
 from app.db import models as m
-from app.domain.auth.tokens import TokenClaims, decode_token_once, is_denied
+from app.domain.auth.credential_cache import CredentialCache, KeyGrant, TokenGrant
+from app.domain.auth.tokens import TOKEN_LEEWAY_SECONDS, TokenClaims, decode_token
 from app.domain.keys.secrets import hash_secret
 from app.lib.errors import (
     ApiKeyExpired,
@@ -24,14 +25,15 @@ from app.lib.errors import (
     InvalidApiKey,
     InvalidToken,
     NotAuthenticated,
+    TokenExpired,
     TokenRevoked,
     WalletError,
 )
+from app.lib.pg import connection_from
 
 if TYPE_CHECKING:
+    import asyncpg
     from litestar.types import Scope
-    from redis.asyncio import Redis
-    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
     from app.config import Settings
 
@@ -116,15 +118,44 @@ class VerifiedToken:
     claims: TokenClaims
 
 
+_USER_AND_LOGOUT = """
+SELECT u.email,
+    EXISTS (SELECT FROM revoked_tokens r WHERE r.jti = $2 AND r.expires_at > now()) AS logged_out
+FROM users u WHERE u.id = $1
+"""
+"""The user and the logout in one round trip: a token whose user is gone, or that was logged out, is refused."""
+_KEY_CHECK = "SELECT id, user_id, permissions, status, expires_at FROM api_keys WHERE key_hash = $1"
+_CLAIMS_CACHE_SIZE = 20_000
+
+
 class CredentialVerifier:
-    """Checks tokens and API keys against PostgreSQL (and the token deny-list in Redis); one per process."""
+    """Checks tokens and API keys: from this process's cache while it can be trusted, else from PostgreSQL."""
 
-    def __init__(self, settings: Settings, redis: Redis, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, settings: Settings, pool: asyncpg.Pool, cache: CredentialCache) -> None:
         self.settings = settings
-        self.redis = redis
-        self.sessions = sessions
+        self.pool = pool
+        self.cache = cache
+        self._claims: OrderedDict[str, TokenClaims] = OrderedDict()
 
-    async def token(self, token: str, *, scope: Scope | None = None) -> VerifiedToken:
+    def claims(self, token: str) -> TokenClaims:
+        """The token's verified claims; the signature of a token is checked once per process (it never changes).
+
+        Raises:
+            TokenExpired: the token is past `exp`.
+            InvalidToken: anything else is wrong with it.
+        """
+        claims = self._claims.get(token)
+        if claims is None:
+            claims = decode_token(self.settings, token)
+            self._claims[token] = claims
+            if len(self._claims) > _CLAIMS_CACHE_SIZE:
+                self._claims.popitem(last=False)
+        elif claims.expires_at.timestamp() + TOKEN_LEEWAY_SECONDS <= time.time():
+            self._claims.pop(token, None)
+            raise TokenExpired
+        return claims
+
+    async def token(self, token: str) -> VerifiedToken:
         """Everything that makes a token usable right now: signature and claims, not logged out, user still there.
 
         Raises:
@@ -132,26 +163,19 @@ class CredentialVerifier:
             TokenRevoked: the token was logged out.
             InvalidToken: anything else, including a user that no longer exists.
         """
-        claims = decode_token_once(scope, self.settings, token)
-        if await is_denied(self.redis, claims.jti):
-            raise TokenRevoked
-        # The user and the durable deny-list in one query: what Redis lost, PostgreSQL still refuses.
-        logged_out = (
-            select(m.RevokedToken.id)
-            .where(m.RevokedToken.jti == claims.jti, m.RevokedToken.expires_at > func.now())
-            .exists()
-        )
-        async with self.sessions() as session:
-            found = (
-                await session.execute(
-                    select(m.User.email, logged_out.label("logged_out")).where(m.User.id == claims.user_id)
-                )
-            ).one_or_none()
-        if found is None:
-            raise InvalidToken("The access token's user no longer exists.")
-        if found.logged_out:
-            raise TokenRevoked
-        return VerifiedToken(user_id=claims.user_id, email=found.email, claims=claims)
+        claims = self.claims(token)
+        grant = self.cache.token(claims.jti)
+        if grant is None:
+            epoch = self.cache.epoch
+            async with connection_from(self.pool) as connection:
+                found = await connection.fetchrow(_USER_AND_LOGOUT, claims.user_id, claims.jti)
+            if found is None:
+                raise InvalidToken("The access token's user no longer exists.")
+            if found["logged_out"]:
+                raise TokenRevoked
+            grant = TokenGrant(user_id=claims.user_id, email=found["email"])
+            self.cache.remember_token(claims.jti, grant, epoch)
+        return VerifiedToken(user_id=grant.user_id, email=grant.email, claims=claims)
 
     async def api_key(self, secret: str) -> Caller:
         """The caller a key stands for, if it is usable right now.
@@ -163,21 +187,27 @@ class CredentialVerifier:
         """
         if not secret or len(secret) > MAX_CREDENTIAL_LENGTH:
             raise InvalidApiKey
-        async with self.sessions() as session:
-            key = (
-                await session.execute(
-                    select(
-                        m.ApiKey.id, m.ApiKey.user_id, m.ApiKey.permissions, m.ApiKey.status, m.ApiKey.expires_at
-                    ).where(m.ApiKey.key_hash == hash_secret(secret))
-                )
-            ).one_or_none()
-        if key is None:
-            raise InvalidApiKey
-        if key.status == m.ApiKeyStatus.REVOKED.value:
+        key_hash = hash_secret(secret)
+        grant = self.cache.key(key_hash)
+        if grant is None:
+            epoch = self.cache.epoch
+            async with connection_from(self.pool) as connection:
+                found = await connection.fetchrow(_KEY_CHECK, key_hash)
+            if found is None:
+                raise InvalidApiKey
+            grant = KeyGrant(
+                key_id=found["id"],
+                user_id=found["user_id"],
+                permissions=frozenset(found["permissions"]),
+                status=found["status"],
+                expires_at=found["expires_at"],
+            )
+            self.cache.remember_key(key_hash, grant, epoch)
+        if grant.status == m.ApiKeyStatus.REVOKED:
             raise ApiKeyRevoked
-        if key.status == m.ApiKeyStatus.EXPIRED.value or key.expires_at <= datetime.now(UTC):
+        if grant.status == m.ApiKeyStatus.EXPIRED or grant.expires_at <= datetime.now(UTC):
             raise ApiKeyExpired
-        return Caller(user_id=key.user_id, via="api_key", permissions=frozenset(key.permissions), api_key_id=key.id)
+        return Caller(user_id=grant.user_id, via="api_key", permissions=grant.permissions, api_key_id=grant.key_id)
 
 
 async def identify(scope: Scope, verifier: CredentialVerifier) -> Caller:
@@ -209,7 +239,7 @@ async def _verify(scope: Scope, verifier: CredentialVerifier) -> Caller:
     if presented.malformed_authorization:
         raise InvalidToken("The Authorization header must be `Bearer <token>`.")
     if presented.token is not None:
-        verified = await verifier.token(presented.token, scope=scope)
+        verified = await verifier.token(presented.token)
         return Caller(user_id=verified.user_id, via="jwt", token=verified.claims, email=verified.email)
     if presented.api_key is None:
         raise NotAuthenticated

@@ -15,9 +15,6 @@ import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from authlib.common.security import generate_token
-
-from app.domain.auth.oidc import OpenIDProvider
 from app.domain.auth.tokens import IssuedToken, issue_token
 from app.domain.auth.users import Identity, UserService
 from app.lib.errors import OAuthFailed
@@ -60,6 +57,9 @@ class GoogleSignIn:
     """Sign-in with the configured OpenID Connect provider."""
 
     def __init__(self, settings: Settings, redis: Redis) -> None:
+        # Imported here: the OpenID Connect stack (authlib, joserfc) weighs megabytes that only a sign-in needs.
+        from app.domain.auth.oidc import OpenIDProvider
+
         self.settings = settings
         self.redis = redis
         self.provider = OpenIDProvider(settings)
@@ -69,7 +69,7 @@ class GoogleSignIn:
         if browser_id is None or not _TOKEN_SHAPE.match(browser_id):
             browser_id = secrets.token_urlsafe(32)
         state, nonce = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
-        code_verifier = generate_token(64)
+        code_verifier = secrets.token_urlsafe(48)  # 64 characters, within PKCE's 43 to 128
         url = await self.provider.authorization_url(state=state, nonce=nonce, code_verifier=code_verifier)
         flow = {"nonce": nonce, "code_verifier": code_verifier, "browser": _digest(browser_id)}
         await self.redis.set(FLOW_KEY_PREFIX + state, json.dumps(flow), ex=FLOW_TTL_SECONDS)

@@ -17,16 +17,14 @@ from app.db import models as m
 from app.lib.errors import InvalidToken, TokenExpired
 
 if TYPE_CHECKING:
-    from litestar.types import Scope
-    from redis.asyncio import Redis
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from app.config import Settings
     from app.lib.uow import UnitOfWork
 
-_DECODED_STATE_KEY = "wallet_decoded_token"
-DENY_LIST_PREFIX = "jwt:denied:"
 REQUIRED_CLAIMS = ("sub", "iat", "exp", "jti", "iss", "aud")
+TOKEN_LEEWAY_SECONDS = 5
+"""Clock skew forgiven on `exp` and `nbf`."""
 
 
 @dataclass(frozen=True)
@@ -77,7 +75,7 @@ def decode_token(settings: Settings, token: str) -> TokenClaims:
             audience=settings.auth.jwt_audience,
             issuer=settings.auth.jwt_issuer,
             options={"require": list(REQUIRED_CLAIMS)},
-            leeway=5,
+            leeway=TOKEN_LEEWAY_SECONDS,
         )
     except jwt.ExpiredSignatureError as exc:
         raise TokenExpired from exc
@@ -94,15 +92,13 @@ def decode_token(settings: Settings, token: str) -> TokenClaims:
         raise InvalidToken from exc
 
 
-async def revoke_token(redis: Redis, uow: UnitOfWork, claims: TokenClaims) -> None:
+async def revoke_token(uow: UnitOfWork, claims: TokenClaims) -> None:
     """Deny the token's `jti` until the moment it would have expired anyway.
 
-    PostgreSQL first: it is the authority every request consults, so the logout holds even if the Redis
-    write then fails (the caller gets a 503 and may retry) or Redis later loses the key (flush, restart,
-    eviction). Redis is the fast path that refuses the token before the database is asked.
+    Every API process forgets the token when PostgreSQL announces the row (migration 0006), and checks the table
+    itself whenever its cache cannot be trusted.
     """
-    remaining = int(claims.expires_at.timestamp() - time.time()) + 1
-    if remaining <= 0:
+    if claims.expires_at.timestamp() <= time.time():
         return
     statement = (
         pg_insert(m.RevokedToken)
@@ -110,30 +106,9 @@ async def revoke_token(redis: Redis, uow: UnitOfWork, claims: TokenClaims) -> No
         .on_conflict_do_nothing(index_elements=["jti"])
     )
     await uow.run(lambda: uow.session.execute(statement))
-    await redis.set(DENY_LIST_PREFIX + claims.jti, b"1", ex=remaining)
 
 
 async def forget_expired_revocations(session: AsyncSession) -> int:
     """Delete logouts of tokens that have expired anyway (beat's sweep); the caller commits. Returns how many."""
     result = await session.execute(delete(m.RevokedToken).where(m.RevokedToken.expires_at <= func.now()))
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
-
-
-def decode_token_once(scope: Scope | None, settings: Settings, token: str) -> TokenClaims:
-    """`decode_token`, done once per request: the rate limiter and the guard both need the claims, and the
-    signature check is the costliest step of authentication. Kept in the request's scope state."""
-    if scope is None:
-        return decode_token(settings, token)
-    state = scope.setdefault("state", {})
-    cached = state.get(_DECODED_STATE_KEY)
-    if isinstance(cached, tuple) and cached[0] == token:
-        claims: TokenClaims = cached[1]
-        return claims
-    claims = decode_token(settings, token)
-    state[_DECODED_STATE_KEY] = (token, claims)
-    return claims
-
-
-async def is_denied(redis: Redis, jti: str) -> bool:
-    """The fast half of the deny-list: whether Redis knows this token was logged out."""
-    return bool(await redis.exists(DENY_LIST_PREFIX + jti))

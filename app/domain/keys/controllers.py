@@ -8,6 +8,7 @@ from litestar import Controller, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody
 
+from app.domain.auth.credentials import CredentialVerifier
 from app.domain.auth.guards import (
     UNREADABLE_REQUEST,
     USER_ONLY_RESPONSES,
@@ -130,7 +131,9 @@ class ApiKeyController(Controller):
         caller: NamedDependency[Caller],
         api_keys: NamedDependency[ApiKeyService],
         uow: NamedDependency[UnitOfWork],
+        verifier: NamedDependency[CredentialVerifier],
         key_id: FromPath[str],
     ) -> RevokedKey:
         key = await uow.run(lambda: api_keys.revoke(caller.user_id, key_id))
+        await verifier.cache.confirm(f"key:{key.key_hash}")
         return RevokedKey(id=key.id)

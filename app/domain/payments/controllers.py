@@ -7,7 +7,6 @@ from functools import partial
 from typing import Any
 
 from litestar import Controller, Request, Response, get, post
-from litestar.background_tasks import BackgroundTask
 from litestar.di import NamedDependency, Provide
 from litestar.enums import ParamType
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, Parameter, RequestBody, Schema
@@ -26,7 +25,6 @@ from app.domain.auth.guards import (
     requires,
 )
 from app.domain.payments.deposits import DepositService
-from app.domain.payments.events import APPLY_EVENTS
 from app.domain.payments.inbox import SIGNATURE_HEADER, WebhookInbox, check_paystack_origin
 from app.domain.payments.paystack import PaystackClient
 from app.domain.payments.schemas import DepositRequest, DepositStarted, DepositStatusBody, WebhookAck
@@ -190,7 +188,6 @@ class PaymentsController(Controller):
         request: Request[Any, Any, Any],
         settings: NamedDependency[Settings],
         inbox: NamedDependency[WebhookInbox],
-        redis: NamedDependency[Redis],
     ) -> Response[WebhookAck]:
         raw_body = await request.body()
         check_paystack_origin(
@@ -200,7 +197,4 @@ class PaymentsController(Controller):
             paystack=settings.paystack,
         )
         await inbox.receive(raw_body)
-        # After the 200 is sent, and for a redelivery too: its first delivery may have been stored without its
-        # request for processing getting through (the process died after the commit). One run drains them all.
-        background = BackgroundTask(APPLY_EVENTS.request, redis)
-        return Response(WebhookAck(status=True), status_code=200, background=background)
+        return Response(WebhookAck(status=True), status_code=200)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import enum
 import logging
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final
@@ -74,6 +75,15 @@ _FROM_DEPOSIT: Final = {
 }
 
 
+@dataclass
+class AppliedBatch:
+    outcomes: Counter[EventOutcome] = field(default_factory=Counter)
+    busy: list[UUID] = field(default_factory=list)
+    """Held by another worker right now (SKIP LOCKED)."""
+    failed: list[tuple[UUID, Exception]] = field(default_factory=list)
+    """Raised while being applied: rolled back alone, to continue on their own tasks."""
+
+
 class StoredEvents:
     """The stored events, in the transactions of `uow` (its caller commits)."""
 
@@ -105,13 +115,41 @@ class StoredEvents:
         if event is None:
             # Event rows are never deleted: with SKIP LOCKED, no row means another worker holds it.
             return EventOutcome.BUSY if skip_locked else EventOutcome.MISSING
+        return await self._apply_locked(event)
+
+    async def apply_batch(self, event_ids: Sequence[UUID]) -> AppliedBatch:
+        """Apply several events in this one transaction, each in a savepoint of its own.
+
+        One commit for the batch instead of one per event; an event that raises is rolled back alone (its
+        savepoint) and reported in `failed`, the others commit. Events another worker holds are `busy`.
+        """
+        locked = {
+            event.id: event
+            for event in await self.session.scalars(
+                select(m.WebhookEvent).where(m.WebhookEvent.id.in_(list(event_ids))).with_for_update(skip_locked=True)
+            )
+        }
+        applied = AppliedBatch()
+        for event_id in event_ids:
+            event = locked.get(event_id)
+            if event is None:
+                applied.busy.append(event_id)
+                continue
+            try:
+                async with self.session.begin_nested():
+                    applied.outcomes[await self._apply_locked(event)] += 1
+            except Exception as exc:  # noqa: BLE001 - one event's failure must not hold up the others
+                applied.failed.append((event_id, exc))
+        return applied
+
+    async def _apply_locked(self, event: m.WebhookEvent) -> EventOutcome:
         if event.status in _FINAL:
             return EventOutcome(event.status)
         outcome, error = await self._effect(event.raw_body)
         now = datetime.now(UTC)
         await self.session.execute(
             update(m.WebhookEvent)
-            .where(m.WebhookEvent.id == event_id)
+            .where(m.WebhookEvent.id == event.id)
             .values(
                 status=outcome.value,
                 attempts=m.WebhookEvent.attempts + 1,
@@ -121,7 +159,7 @@ class StoredEvents:
             )
             .execution_options(synchronize_session=False)
         )
-        logger.info("Paystack event %s (%s, %s): %s", event_id, event.event_type, event.reference, outcome.value)
+        logger.info("Paystack event %s (%s, %s): %s", event.id, event.event_type, event.reference, outcome.value)
         return outcome
 
     async def _effect(self, raw_body: bytes) -> tuple[EventOutcome, str | None]:
@@ -217,38 +255,37 @@ async def apply_untried_events(uow: UnitOfWork, money: MoneySettings, redis: Red
 
     async def take_batch() -> int:
         batch = await uow.read(lambda: events.untried(skip=left_alone))
-        for event_id in batch:
-            try:
-                outcome = await uow.run(partial(events.apply, event_id, skip_locked=True))
-            except Exception as exc:  # noqa: BLE001 - one event's failure must not hold up the others
-                left_alone.add(event_id)
-                await _hand_to_its_task(uow, events, event_id, exc)
-                continue
-            if outcome is EventOutcome.BUSY:
-                left_alone.add(event_id)  # another run holds it
-            else:
-                outcomes[outcome.value] += 1
+        if not batch:
+            return 0
+        applied = await uow.run(partial(events.apply_batch, batch))
+        outcomes.update({outcome.value: n for outcome, n in applied.outcomes.items()})
+        left_alone.update(applied.busy)  # another run holds them
+        for event_id, exc in applied.failed:
+            left_alone.add(event_id)
+            await _hand_to_its_task(uow, events, event_id, exc, redis)
         return len(batch)
 
     await APPLY_EVENTS.run(redis, take_batch)
     return outcomes
 
 
-async def _hand_to_its_task(uow: UnitOfWork, events: StoredEvents, event_id: UUID, error: BaseException) -> None:
+async def _hand_to_its_task(
+    uow: UnitOfWork, events: StoredEvents, event_id: UUID, error: BaseException, redis: Redis
+) -> None:
     logger.warning("webhook event %s failed; retrying it on its own: %r", event_id, error)
     try:
         await uow.run(lambda: events.record_failure(event_id, error, final=False))
     except Exception:
         logger.warning("could not record the failure of webhook event %s", event_id, exc_info=True)
         return
-    enqueue(TaskName.PROCESS_WEBHOOK_EVENT, str(event_id), countdown=FIRST_RETRY_SECONDS)
+    await enqueue(redis, TaskName.PROCESS_WEBHOOK_EVENT, str(event_id), countdown=FIRST_RETRY_SECONDS)
 
 
-async def requeue_unfinished_events(uow: UnitOfWork, money: MoneySettings) -> int:
+async def requeue_unfinished_events(uow: UnitOfWork, money: MoneySettings, redis: Redis) -> int:
     """Beat: re-enqueue events still `received` or `failed` after a minute (a lost enqueue, a crash)."""
     event_ids = await uow.run(lambda: StoredEvents(uow, money).claim_unfinished())
     for event_id in event_ids:
-        enqueue(TaskName.PROCESS_WEBHOOK_EVENT, str(event_id))
+        await enqueue(redis, TaskName.PROCESS_WEBHOOK_EVENT, str(event_id))
     if event_ids:
         logger.warning("re-enqueued %d webhook events left unprocessed", len(event_ids))
     return len(event_ids)

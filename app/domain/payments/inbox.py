@@ -16,20 +16,21 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Final
 
-from sqlalchemy import String, Uuid, select, text
 from uuid_utils.compat import uuid7
 
-from app.db import models as m
+from app.domain.payments.events import APPLY_EVENTS
 from app.domain.payments.paystack import event_head, is_valid_signature
+from app.lib.drain import CoalescedRequests
 from app.lib.errors import InvalidSignature, PermissionDenied
-from app.lib.uow import UnitOfWork
 
 if TYPE_CHECKING:
     from uuid import UUID
 
-    from sqlalchemy.ext.asyncio import AsyncSession
+    import asyncpg
+    from redis.asyncio import Redis
 
     from app.config import PaystackSettings
+    from app.lib.uow import UnitOfWork
 
 logger = logging.getLogger(__name__)
 
@@ -37,22 +38,16 @@ SIGNATURE_HEADER: Final = "x-paystack-signature"
 MAX_GROUP_SIZE: Final = 500
 """Most events one flush of the inbox stores in one statement."""
 
-_STORE_EVENTS = text(
-    """
-    INSERT INTO webhook_events (
-        id, event_key, event_type, reference, raw_body, status, attempts, created_at, updated_at
-    )
-    SELECT event.id, event.event_key, event.event_type, event.reference, event.raw_body, 'received', 0,
-        CAST(:now AS timestamptz), CAST(:now AS timestamptz)
-    FROM unnest(
-        CAST(:ids AS uuid[]), CAST(:keys AS text[]), CAST(:types AS text[]), CAST(:references AS text[]),
-        CAST(:bodies AS bytea[])
-    ) AS event(id, event_key, event_type, reference, raw_body)
-    ON CONFLICT (event_key) DO NOTHING
-    RETURNING event_key, id
-    """
-).columns(event_key=String(), id=Uuid())
+_STORE_EVENTS = """
+INSERT INTO webhook_events (id, event_key, event_type, reference, raw_body, status, attempts, created_at, updated_at)
+SELECT event.id, event.event_key, event.event_type, event.reference, event.raw_body, 'received', 0, $6, $6
+FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bytea[])
+    AS event(id, event_key, event_type, reference, raw_body)
+ON CONFLICT (event_key) DO NOTHING
+RETURNING event_key, id
+"""
 """Many events in one statement; a body already stored (the same SHA-256) is left alone and not returned."""
+_STORED_BEFORE = "SELECT event_key, id FROM webhook_events WHERE event_key = ANY($1::text[])"
 
 
 @dataclass(frozen=True)
@@ -81,33 +76,28 @@ def check_paystack_origin(raw_body: bytes, *, signature: str | None, source: str
         raise PermissionDenied("This address may not deliver Paystack webhooks.")
 
 
-async def store_events(session: AsyncSession, raw_bodies: Sequence[bytes]) -> list[ReceivedEvent]:
-    """Store verified events, each once, in one statement (the caller commits); answers in the same order.
+async def store_events(connection: asyncpg.Connection, raw_bodies: Sequence[bytes]) -> list[ReceivedEvent]:
+    """Store verified events, each once, in one statement (a transaction by itself); answers in the same order.
 
     A body stored before, or twice in this group, is `new` only where it was first inserted.
     """
     keys = [event_key(body) for body in raw_bodies]
     distinct = dict(zip(keys, raw_bodies, strict=True))
     heads = {key: event_head(body) for key, body in distinct.items()}
-    stored = await session.execute(
+    stored = await connection.fetch(
         _STORE_EVENTS,
-        {
-            "ids": [uuid7() for _ in distinct],
-            "keys": list(distinct),
-            "types": [event_type for event_type, _ in heads.values()],
-            "references": [reference for _, reference in heads.values()],
-            "bodies": list(distinct.values()),
-            "now": datetime.now(UTC),
-        },
+        [uuid7() for _ in distinct],
+        list(distinct),
+        [event_type for event_type, _ in heads.values()],
+        [reference for _, reference in heads.values()],
+        list(distinct.values()),
+        datetime.now(UTC),
     )
-    inserted: dict[str, UUID] = dict(stored.tuples().all())
+    inserted: dict[str, UUID] = {row["event_key"]: row["id"] for row in stored}
     known = [key for key in distinct if key not in inserted]
     existing: dict[str, UUID] = {}
     if known:
-        rows = await session.execute(
-            select(m.WebhookEvent.event_key, m.WebhookEvent.id).where(m.WebhookEvent.event_key.in_(known))
-        )
-        existing = dict(rows.tuples().all())
+        existing = {row["event_key"]: row["id"] for row in await connection.fetch(_STORED_BEFORE, known)}
     answers = []
     for key in keys:
         new = inserted.pop(key, None)
@@ -127,12 +117,15 @@ class WebhookInbox:
 
     A request hands over its verified body and waits until the event's row is committed. One flush runs at a
     time and stores every body that arrived while the previous flush ran: alone, a request waits for nothing
-    extra; in a burst, a round trip and a commit serve the whole group. A failed flush fails exactly its
-    group's requests (Paystack redelivers).
+    extra; in a burst, one statement serves the whole group. A failed flush fails exactly its group's requests
+    (Paystack redelivers). After each stored group, one run of the workers' `APPLY_EVENTS` is requested.
     """
 
-    def __init__(self, sessions: Callable[[], AsyncSession]) -> None:
-        self._sessions = sessions
+    def __init__(self, uow: Callable[[], UnitOfWork], redis: Redis) -> None:
+        self._uow = uow
+        self._redis = redis
+        # After each stored group a run of the workers is requested: one Redis round trip per in-flight window.
+        self._apply_requests = CoalescedRequests(APPLY_EVENTS, redis)
         self._waiting: list[tuple[bytes, asyncio.Future[ReceivedEvent]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
@@ -144,13 +137,18 @@ class WebhookInbox:
             self._flusher = asyncio.create_task(self._flush(), name="webhook-inbox-flush")
         return await future
 
+    async def close(self) -> None:
+        """Finish the flush under way and send the folded request for its events (process shutdown)."""
+        if self._flusher is not None and not self._flusher.done():
+            await self._flusher
+        await self._apply_requests.close()
+
     async def _flush(self) -> None:
         while self._waiting:
             group, self._waiting = self._waiting[:MAX_GROUP_SIZE], self._waiting[MAX_GROUP_SIZE:]
             bodies = [body for body, _ in group]
             try:
-                async with self._sessions() as session:
-                    received = await UnitOfWork(session).run(partial(store_events, session, bodies))
+                received = await self._uow().run_statement(partial(store_events, raw_bodies=bodies))
             except Exception as exc:  # noqa: BLE001 - handed to each waiting request, whose handler maps it
                 for _, future in group:
                     if not future.done():
@@ -159,3 +157,5 @@ class WebhookInbox:
             for (_, future), answer in zip(group, received, strict=True):
                 if not future.done():
                     future.set_result(answer)
+            # A redelivery asks too: its first delivery may have been stored without its request getting through.
+            self._apply_requests.request()

@@ -11,12 +11,13 @@ from litestar.di import NamedDependency
 from litestar.openapi import ResponseSpec
 from redis.asyncio import Redis
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
 from app.domain.auth.guards import RATE_LIMITED
 from app.domain.system.metrics import database_gauges
 from app.lib.metrics import render as render_metrics
+from app.lib.uow import UnitOfWork
 
 HEALTH_CHECK_TIMEOUT_SECONDS = 2.0
 logger = logging.getLogger(__name__)
@@ -72,9 +73,9 @@ class SystemController(Controller):
         media_type="text/plain; version=0.0.4; charset=utf-8",
         responses={429: RATE_LIMITED},
     )
-    async def metrics(self, redis: NamedDependency[Redis], db_session: NamedDependency[AsyncSession]) -> bytes:
-        """HTTP requests and latencies by route and status, and the business counters (see the README)."""
-        return await render_metrics(redis, lambda: database_gauges(db_session))
+    async def metrics(self, redis: NamedDependency[Redis], uow: NamedDependency[UnitOfWork]) -> bytes:
+        """HTTP requests and latencies by route and status, and the business counters (docs/operations.md)."""
+        return await render_metrics(redis, lambda: uow.read(lambda: database_gauges(uow.session)))
 
     @get(
         "/health",

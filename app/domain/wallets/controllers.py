@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from functools import partial
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from litestar import Controller, Request, Response, get, post
@@ -28,11 +28,9 @@ from app.domain.wallets.ledger import AcceptedTransfer
 from app.domain.wallets.notifications import SettlementNotifier
 from app.domain.wallets.schemas import Balance, Transaction, TransferRequest, TransferResult, transfer_result
 from app.domain.wallets.transfers import TransferOutcome, TransferService
+from app.lib.drain import CoalescedRequests
 from app.lib.idempotency import Answer, IdempotencyKeyHeader, run_idempotently
 from app.lib.uow import UnitOfWork
-
-if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncSession
 
 
 async def provide_transfers(
@@ -40,8 +38,15 @@ async def provide_transfers(
     redis: NamedDependency[Redis],
     notifier: NamedDependency[SettlementNotifier],
     settings: NamedDependency[Settings],
+    unwaited_settlements: NamedDependency[CoalescedRequests],
 ) -> TransferService:
-    return TransferService(uow, redis=redis, notifier=notifier, wait_ms=settings.money.transfer_wait_ms)
+    return TransferService(
+        uow,
+        redis=redis,
+        notifier=notifier,
+        wait_ms=settings.money.transfer_wait_ms,
+        unwaited=unwaited_settlements,
+    )
 
 
 def transfer_response(outcome: TransferOutcome) -> Response[Any]:
@@ -70,8 +75,8 @@ class WalletController(Controller):
         summary="Your wallet's balance (kobo), currency and number",
         responses={**USER_OR_KEY_RESPONSES},
     )
-    async def balance(self, caller: NamedDependency[Caller], db_session: NamedDependency[AsyncSession]) -> Balance:
-        wallet = await TransactionHistory(db_session).wallet_of(caller.user_id)
+    async def balance(self, caller: NamedDependency[Caller], uow: NamedDependency[UnitOfWork]) -> Balance:
+        wallet = await uow.run_statement(lambda connection: TransactionHistory(connection).wallet_of(caller.user_id))
         return Balance(balance=wallet.balance, currency=wallet.currency, wallet_number=wallet.number)
 
     @post(
@@ -153,7 +158,7 @@ class WalletController(Controller):
         *,
         request: Request[Any, Any, Any],
         caller: NamedDependency[Caller],
-        db_session: NamedDependency[AsyncSession],
+        uow: NamedDependency[UnitOfWork],
         settings: NamedDependency[Settings],
         limit: Annotated[
             int, QueryParameter(ge=1, le=MAX_PAGE_SIZE, description="Items per page, 1 to 200.")
@@ -163,8 +168,10 @@ class WalletController(Controller):
         ] = None,
     ) -> Response[list[Transaction]]:
         secret = cursor_secret(settings.auth.jwt_secret)
-        page = await TransactionHistory(db_session, cursor_secret=secret).page(
-            caller.user_id, limit=limit, cursor=cursor
+        page = await uow.run_statement(
+            lambda connection: TransactionHistory(connection, cursor_secret=secret).page(
+                caller.user_id, limit=limit, cursor=cursor
+            )
         )
         headers = {}
         if page.next_cursor is not None:
@@ -184,6 +191,8 @@ class WalletController(Controller):
         },
     )
     async def transaction(
-        self, caller: NamedDependency[Caller], db_session: NamedDependency[AsyncSession], reference: FromPath[str]
+        self, caller: NamedDependency[Caller], uow: NamedDependency[UnitOfWork], reference: FromPath[str]
     ) -> Transaction:
-        return await TransactionHistory(db_session).find(caller.user_id, reference)
+        return await uow.run_statement(
+            lambda connection: TransactionHistory(connection).find(caller.user_id, reference)
+        )

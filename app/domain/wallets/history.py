@@ -16,16 +16,13 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from sqlalchemy import select, text
-
-from app.db import models as m
 from app.domain.wallets.schemas import Transaction
 from app.lib.errors import RequestValidationError, TransactionNotFound, WalletNotFound
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncSession
+    import asyncpg
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
@@ -100,79 +97,91 @@ class TransactionPage:
     next_cursor: Cursor | None
 
 
-_BRANCHES = {
-    "transfer_out": (
-        "SELECT t.reference, 'transfer_out' AS type, t.amount, t.status, w.number AS counterparty, t.created_at, t.id "
-        "FROM transfers t JOIN wallets w ON w.id = t.recipient_wallet_id WHERE t.sender_wallet_id = :wallet {keyset} "
-        "ORDER BY t.created_at DESC, t.id DESC LIMIT :fetch"
+_BRANCHES = (
+    (
+        "t",
+        "SELECT t.reference, 'transfer_out' AS type, t.amount, t.status, w.number AS counterparty, t.created_at, "
+        "t.id FROM transfers t JOIN wallets w ON w.id = t.recipient_wallet_id "
+        "WHERE t.sender_wallet_id = (SELECT id FROM wallets WHERE user_id = $1) {filter} "
+        "ORDER BY t.created_at DESC, t.id DESC LIMIT $2",
     ),
-    "transfer_in": (
-        "SELECT t.reference, 'transfer_in' AS type, t.amount, t.status, w.number AS counterparty, t.created_at, t.id "
-        "FROM transfers t JOIN wallets w ON w.id = t.sender_wallet_id WHERE t.recipient_wallet_id = :wallet {keyset} "
-        "ORDER BY t.created_at DESC, t.id DESC LIMIT :fetch"
+    (
+        "t",
+        "SELECT t.reference, 'transfer_in' AS type, t.amount, t.status, w.number AS counterparty, t.created_at, "
+        "t.id FROM transfers t JOIN wallets w ON w.id = t.sender_wallet_id "
+        "WHERE t.recipient_wallet_id = (SELECT id FROM wallets WHERE user_id = $1) {filter} "
+        "ORDER BY t.created_at DESC, t.id DESC LIMIT $2",
     ),
-    "deposit": (
+    (
+        "d",
         # `reversed` is an internal state: clients see a reversed deposit as `failed`.
         "SELECT d.reference, 'deposit' AS type, d.amount, "
         "CASE d.status WHEN 'reversed' THEN 'failed' ELSE d.status END AS status, "
-        "NULL AS counterparty, d.created_at, d.id "
-        "FROM deposits d WHERE d.wallet_id = :wallet {keyset} "
-        "ORDER BY d.created_at DESC, d.id DESC LIMIT :fetch"
+        "NULL AS counterparty, d.created_at, d.id FROM deposits d "
+        "WHERE d.wallet_id = (SELECT id FROM wallets WHERE user_id = $1) {filter} "
+        "ORDER BY d.created_at DESC, d.id DESC LIMIT $2",
     ),
-}
-_ALIAS = {"transfer_out": "t", "transfer_in": "t", "deposit": "d"}
+)
+"""Each branch served by its `(wallet, created_at, id)` index and cut at the page size; `$1` is the user."""
 
 
-def _page_sql(with_cursor: bool) -> str:
-    branches = []
-    for kind, sql in _BRANCHES.items():
-        alias = _ALIAS[kind]
-        keyset = (
-            f"AND ({alias}.created_at, {alias}.id) < (CAST(:after_at AS timestamptz), CAST(:after_id AS uuid))"
-            if with_cursor
-            else ""
-        )
-        branches.append(f"({sql.format(keyset=keyset)})")
-    return " UNION ALL ".join(branches) + " ORDER BY created_at DESC, id DESC LIMIT :fetch"
+def _union(filter_sql: str) -> str:
+    """The branches with `filter_sql` (written for alias `{a}`), newest first; every value is a parameter."""
+    parts = [f"({branch.format(filter=filter_sql.format(a=alias))})" for alias, branch in _BRANCHES]
+    return " UNION ALL ".join(parts) + " ORDER BY created_at DESC, id DESC LIMIT $2"
 
 
-def _transaction(row: Any) -> Transaction:
+_FIRST_PAGE = _union("")
+_NEXT_PAGE = _union("AND ({a}.created_at, {a}.id) < ($3::timestamptz, $4::uuid)")
+_ONE = _union("AND {a}.reference = $3")
+_WALLET_OF = "SELECT id, number, balance, currency FROM wallets WHERE user_id = $1"
+
+
+def _transaction(row: asyncpg.Record) -> Transaction:
     return Transaction(
-        reference=row.reference,
-        type=row.type,
-        amount=int(row.amount),
-        status=row.status,
-        counterparty_wallet_number=row.counterparty,
-        created_at=row.created_at.astimezone(UTC),
+        reference=row["reference"],
+        type=row["type"],
+        amount=int(row["amount"]),
+        status=row["status"],
+        counterparty_wallet_number=row["counterparty"],
+        created_at=row["created_at"].astimezone(UTC),
     )
 
 
-class TransactionHistory:
-    """Read-only views of one user's own wallet."""
+@dataclass(frozen=True)
+class WalletView:
+    number: str
+    balance: int
+    currency: str
 
-    def __init__(self, session: AsyncSession, *, cursor_secret: bytes = b"") -> None:
-        self.session = session
+
+class TransactionHistory:
+    """Read-only views of one user's own wallet, one prepared statement each on the connection given."""
+
+    def __init__(self, connection: asyncpg.Connection, *, cursor_secret: bytes = b"") -> None:
+        self.connection = connection
         self.cursor_secret = cursor_secret
 
-    async def wallet_of(self, user_id: uuid.UUID) -> m.Wallet:
-        wallet: m.Wallet | None = await self.session.scalar(select(m.Wallet).where(m.Wallet.user_id == user_id))
-        if wallet is None:
+    async def wallet_of(self, user_id: uuid.UUID) -> WalletView:
+        row = await self.connection.fetchrow(_WALLET_OF, user_id)
+        if row is None:
             raise WalletNotFound("You have no wallet yet.")
-        return wallet
+        return WalletView(number=row["number"], balance=int(row["balance"]), currency=row["currency"])
 
     async def page(self, user_id: uuid.UUID, *, limit: int, cursor: str | None) -> TransactionPage:
         """Up to `limit` items older than the cursor (newest first), and the cursor of the next page."""
         after = Cursor.decode(cursor, self.cursor_secret) if cursor is not None else None
-        wallet = await self.wallet_of(user_id)
-        params: dict[str, Any] = {"wallet": wallet.id, "fetch": limit + 1}
-        if after is not None:
-            params |= {"after_at": after.created_at, "after_id": after.id}
-        rows = (await self.session.execute(text(_page_sql(after is not None)), params)).all()
+        if after is None:
+            rows = await self.connection.fetch(_FIRST_PAGE, user_id, limit + 1)
+        else:
+            rows = await self.connection.fetch(_NEXT_PAGE, user_id, limit + 1, after.created_at, after.id)
+        if not rows:
+            await self.wallet_of(user_id)  # nothing to show: an empty wallet, or no wallet at all (404)
         items = [_transaction(row) for row in rows[:limit]]
         next_cursor = None
         if len(rows) > limit:
             last = rows[limit - 1]
-            next_cursor = Cursor(created_at=last.created_at, id=last.id)
+            next_cursor = Cursor(created_at=last["created_at"], id=last["id"])
         return TransactionPage(items=items, next_cursor=next_cursor)
 
     async def find(self, user_id: uuid.UUID, reference: str) -> Transaction:
@@ -181,15 +190,7 @@ class TransactionHistory:
         Raises:
             TransactionNotFound: no transfer or deposit of the caller's wallet has this reference.
         """
-        wallet = await self.wallet_of(user_id)
-        for kind, sql in _BRANCHES.items():
-            alias = _ALIAS[kind]
-            row = (
-                await self.session.execute(
-                    text(sql.format(keyset=f"AND {alias}.reference = :reference")),
-                    {"wallet": wallet.id, "fetch": 1, "reference": reference},
-                )
-            ).first()
-            if row is not None:
-                return _transaction(row)
-        raise TransactionNotFound
+        row = await self.connection.fetchrow(_ONE, user_id, 1, reference)
+        if row is None:
+            raise TransactionNotFound
+        return _transaction(row)

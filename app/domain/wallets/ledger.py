@@ -1,7 +1,7 @@
 """The ledger: the one place that writes journals, entries and wallet balances, in its caller's transaction.
 
 Movements: `credit_deposit` (`paystack` -> wallet, once per reference), `accept_transfer` (sender -> in flight,
-one statement) and `settle_batch` (in flight -> recipients, one journal per batch); a wallet's `balance`
+one prepared statement) and `settle_batch` (in flight -> recipients, one journal per batch); a wallet's `balance`
 caches its entries, updated with them. Locks and why they cannot deadlock: `docs/ledger.md`.
 """
 
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Boolean, String, Uuid, func, insert, select, text, update
+from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from uuid_utils.compat import uuid7
 
@@ -26,64 +26,116 @@ from app.lib.errors import InsufficientBalance, RequestValidationError, SelfTran
 if TYPE_CHECKING:
     from uuid import UUID
 
+    import asyncpg
     from sqlalchemy.ext.asyncio import AsyncSession
 
 logger = logging.getLogger(__name__)
 
-_ACCEPT = text(
-    """
-    WITH recipient AS (
-        SELECT id, user_id, currency FROM wallets WHERE number = CAST(:recipient_number AS text)
-    ), sender AS (
-        SELECT id, balance, currency FROM wallets WHERE user_id = CAST(:sender_user_id AS uuid)
-    ), debit AS (
-        -- The check and the debit are one step: the UPDATE locks the sender's row first (before any row that
-        -- references it is inserted) and, after waiting for a concurrent writer, re-checks its WHERE on the
-        -- row's latest version. A stale read of the balance can never pass.
-        UPDATE wallets
-        SET balance = wallets.balance - CAST(:amount AS bigint), updated_at = CAST(:now AS timestamptz)
-        FROM recipient, ledger_accounts AS in_flight
-        WHERE wallets.user_id = CAST(:sender_user_id AS uuid)
-            -- Joined here, not in the entries: without the account there is no debit, never a one-sided journal.
-            AND in_flight.code = CAST(:in_flight AS text)
-            AND wallets.balance >= CAST(:amount AS bigint)
-            AND recipient.user_id <> wallets.user_id
-            AND recipient.currency = wallets.currency
-        RETURNING wallets.id AS sender_id, wallets.ledger_account_id, wallets.currency, recipient.id AS recipient_id,
-            in_flight.id AS in_flight_id
-    ), journal AS (
-        INSERT INTO ledger_journals (kind, reference)
-        SELECT CAST(:kind AS text), CAST(:reference AS text) FROM debit
-        RETURNING id
-    ), transfer AS (
-        INSERT INTO transfers (
-            id, reference, sender_wallet_id, recipient_wallet_id, amount, currency, status, created_at, updated_at
-        )
-        SELECT CAST(:transfer_id AS uuid), CAST(:reference AS text), sender_id, recipient_id,
-            CAST(:amount AS bigint), currency, 'pending', CAST(:now AS timestamptz), CAST(:now AS timestamptz)
-        FROM debit
-    ), entries AS (
-        INSERT INTO ledger_entries (journal_id, account_id, amount)
-        SELECT journal.id, debit.ledger_account_id, -CAST(:amount AS bigint) FROM journal, debit
-        UNION ALL
-        SELECT journal.id, debit.in_flight_id, CAST(:amount AS bigint) FROM journal, debit
+_ACCEPT = """
+WITH recipient AS (
+    SELECT id, user_id, currency FROM wallets WHERE number = $1::text
+), sender AS (
+    SELECT id, currency FROM wallets WHERE user_id = $2::uuid
+), debit AS (
+    -- The check and the debit are one step: the UPDATE locks the sender's row first (before any row that
+    -- references it is inserted) and, after waiting for a concurrent writer, re-checks its WHERE on the row's
+    -- latest version. A stale read of the balance can never pass.
+    UPDATE wallets
+    SET balance = wallets.balance - $3::bigint, updated_at = $6::timestamptz
+    FROM recipient, ledger_accounts AS in_flight
+    WHERE wallets.user_id = $2::uuid
+        -- Joined here, not in the entries: without the account there is no debit, never a one-sided journal.
+        AND in_flight.code = $9::text
+        AND wallets.balance >= $3::bigint
+        AND recipient.user_id <> wallets.user_id
+        AND recipient.currency = wallets.currency
+    RETURNING wallets.id AS sender_id, wallets.ledger_account_id, wallets.currency, recipient.id AS recipient_id,
+        in_flight.id AS in_flight_id
+), journal AS (
+    INSERT INTO ledger_journals (kind, reference) SELECT $8::text, $4::text FROM debit RETURNING id
+), transfer AS (
+    INSERT INTO transfers (
+        id, reference, sender_wallet_id, recipient_wallet_id, amount, currency, status, created_at, updated_at
     )
-    SELECT recipient.id AS recipient_id, recipient.user_id AS recipient_user_id,
-        recipient.currency AS recipient_currency, sender.id AS sender_id, sender.currency AS sender_currency,
-        EXISTS (SELECT FROM journal) AS reserved
-    FROM (SELECT) AS one LEFT JOIN recipient ON true LEFT JOIN sender ON true
-    """
-).columns(
-    recipient_id=Uuid(),
-    recipient_user_id=Uuid(),
-    recipient_currency=String(),
-    sender_id=Uuid(),
-    sender_currency=String(),
-    reserved=Boolean(),
+    SELECT $5::uuid, $4::text, sender_id, recipient_id, $3::bigint, currency, 'pending', $6::timestamptz,
+        $6::timestamptz
+    FROM debit
+), entries AS (
+    INSERT INTO ledger_entries (journal_id, account_id, amount)
+    SELECT journal.id, debit.ledger_account_id, -$3::bigint FROM journal, debit
+    UNION ALL
+    SELECT journal.id, debit.in_flight_id, $3::bigint FROM journal, debit
+), audit AS (
+    INSERT INTO audit_events (occurred_at, actor, action, subject, amount, details)
+    SELECT $6::timestamptz, $7::text, 'transfer.accepted', $4::text, $3::bigint, jsonb_build_object('to', $1::text)
+    FROM debit
 )
-"""Transfer acceptance in one statement: look up the recipient, debit the sender if the balance allows it,
-and only then write the journal, the pending transfer and both entries. It answers what it found either way,
-so the caller can name the check that failed."""
+SELECT recipient.id AS recipient_id, recipient.user_id AS recipient_user_id, recipient.currency AS recipient_currency,
+    sender.id AS sender_id, sender.currency AS sender_currency, EXISTS (SELECT FROM journal) AS reserved
+FROM (SELECT) AS one LEFT JOIN recipient ON true LEFT JOIN sender ON true
+"""
+"""Transfer acceptance in one statement, with its audit row: look up the recipient, debit the sender if the
+balance allows it, and only then write the journal, the pending transfer and both entries. It answers what
+it found either way, so the caller can name the check that failed."""
+
+
+async def accept_transfer(
+    connection: asyncpg.Connection,
+    *,
+    sender_user_id: UUID,
+    recipient_wallet_number: str,
+    amount: int,
+    actor: str,
+    reference: str,
+) -> AcceptedTransfer:
+    """Reserve a transfer's funds: sender -> `transfers_in_flight`, and a pending transfer (`_ACCEPT`).
+
+    One prepared statement, a transaction by itself (`UnitOfWork.run_statement`). `actor` (the user or API key
+    sending) goes to the audit log.
+
+    Raises:
+        WalletNotFound: no wallet has this number (or the sender has no wallet).
+        SelfTransfer: the number is the sender's own wallet.
+        InsufficientBalance: the sender's balance is lower than the amount.
+    """
+    if amount <= 0:
+        raise RequestValidationError("The amount must be a positive integer.")
+    row = await connection.fetchrow(
+        _ACCEPT,
+        recipient_wallet_number,
+        sender_user_id,
+        amount,
+        reference,
+        uuid7(),
+        datetime.now(UTC),
+        actor,
+        m.JournalKind.TRANSFER.value,
+        m.SystemAccount.TRANSFERS_IN_FLIGHT.value,
+    )
+    if row["recipient_id"] is None:
+        raise WalletNotFound("No wallet has this wallet number.")
+    if row["recipient_user_id"] == sender_user_id:
+        raise SelfTransfer
+    if row["sender_id"] is None:
+        raise WalletNotFound("You have no wallet yet.")
+    if row["sender_currency"] != row["recipient_currency"]:
+        raise RequestValidationError("Transfers between wallets of different currencies are not supported.")
+    if not row["reserved"]:
+        # The only check left is the balance, made under the row lock by the debit itself.
+        raise InsufficientBalance
+    return AcceptedTransfer(
+        reference=reference,
+        amount=amount,
+        sender_wallet_id=row["sender_id"],
+        recipient_wallet_id=row["recipient_id"],
+        recipient_wallet_number=recipient_wallet_number,
+    )
+
+
+async def transfer_status(connection: asyncpg.Connection, reference: str) -> str | None:
+    """The status of a transfer (`pending` or `success`), None for an unknown reference."""
+    status: str | None = await connection.fetchval("SELECT status FROM transfers WHERE reference = $1", reference)
+    return status
 
 
 def new_transfer_reference() -> str:
@@ -194,73 +246,16 @@ class LedgerService:
 
     # -- transfers: acceptance --------------------------------------------------------------------------
 
-    async def accept_transfer(
-        self, *, sender_user_id: UUID, recipient_wallet_number: str, amount: int, actor: str, reference: str
-    ) -> AcceptedTransfer:
-        """Reserve a transfer's funds: sender -> `transfers_in_flight`, and a pending transfer (`_ACCEPT`).
-
-        `actor` (the user or API key sending) goes to the audit log. The caller commits, then asks for
-        settlement.
-
-        Raises:
-            WalletNotFound: no wallet has this number (or the sender has no wallet).
-            SelfTransfer: the number is the sender's own wallet.
-            InsufficientBalance: the sender's balance is lower than the amount.
-        """
-        if amount <= 0:
-            raise RequestValidationError("The amount must be a positive integer.")
-        row = (
-            await self.session.execute(
-                _ACCEPT,
-                {
-                    "recipient_number": recipient_wallet_number,
-                    "sender_user_id": sender_user_id,
-                    "amount": amount,
-                    "reference": reference,
-                    "kind": m.JournalKind.TRANSFER.value,
-                    "in_flight": m.SystemAccount.TRANSFERS_IN_FLIGHT.value,
-                    "transfer_id": uuid7(),
-                    "now": datetime.now(UTC),
-                },
-            )
-        ).one()
-        if row.recipient_id is None:
-            raise WalletNotFound("No wallet has this wallet number.")
-        if row.recipient_user_id == sender_user_id:
-            raise SelfTransfer
-        if row.sender_id is None:
-            raise WalletNotFound("You have no wallet yet.")
-        if row.sender_currency != row.recipient_currency:
-            raise RequestValidationError("Transfers between wallets of different currencies are not supported.")
-        if not row.reserved:
-            # The only check left is the balance, made under the row lock by the debit itself.
-            raise InsufficientBalance
-        await audit.record(
-            self.session,
-            actor=actor,
-            action="transfer.accepted",
-            subject=reference,
-            amount=amount,
-            details={"to": recipient_wallet_number},
-        )
-        return AcceptedTransfer(
-            reference=reference,
-            amount=amount,
-            sender_wallet_id=row.sender_id,
-            recipient_wallet_id=row.recipient_id,
-            recipient_wallet_number=recipient_wallet_number,
-        )
-
     # -- transfers: settlement --------------------------------------------------------------------------
 
     async def settle_batch(self, *, batch_size: int) -> SettledBatch | None:
         """Settle up to `batch_size` pending transfers in one journal; None when nothing is pending.
 
         Claims the oldest pending transfers with `FOR UPDATE SKIP LOCKED` (concurrent settlers take disjoint
-        batches), adds them up per recipient, locks each recipient once in id order, writes one settlement
-        journal (one in-flight debit, one credit per recipient), updates each recipient's balance once and
-        marks the transfers settled with one UPDATE. A transfer another run settled is no longer pending, so
-        running this twice moves nothing twice.
+        batches), adds them up per recipient, writes one settlement journal (one in-flight debit, one credit
+        per recipient), marks the transfers settled with one UPDATE, and last locks each recipient once in id
+        order and updates its balance once, so wallet rows stay locked for two statements and the commit.
+        A transfer another run settled is no longer pending, so running this twice moves nothing twice.
         """
         claimed = (
             await self.session.execute(
@@ -282,14 +277,12 @@ class LedgerService:
         credits: dict[UUID, int] = defaultdict(int)
         for row in claimed:
             credits[row.recipient_wallet_id] += row.amount
-        # One statement, ORDER BY id: the rows are locked in id order, so settlers never deadlock.
+        # The recipients' ledger accounts never change: read without a lock. Their wallet rows are locked last,
+        # just before their UPDATE and the commit, so an acceptance debiting one of them waits the least.
         recipients = (
             await self.session.execute(
-                for_no_key_update(
-                    select(m.Wallet.id, m.Wallet.ledger_account_id)
-                    .where(m.Wallet.id.in_(list(credits)))
-                    .order_by(m.Wallet.id)
-                )
+                text("SELECT id, ledger_account_id FROM wallets WHERE id = ANY(CAST(:ids AS uuid[]))"),
+                {"ids": list(credits)},
             )
         ).all()
         if len(recipients) != len(credits):
@@ -303,35 +296,31 @@ class LedgerService:
         )
         in_flight = await self._system_account(m.SystemAccount.TRANSFERS_IN_FLIGHT)
         total = sum(credits.values())
+        # Arrays, not one bind parameter per row: a batch of 500 costs the worker one statement's Python work.
         await self.session.execute(
-            insert(m.LedgerEntry),
-            [
-                {"journal_id": journal_id, "account_id": in_flight, "amount": -total},
-                *(
-                    {"journal_id": journal_id, "account_id": r.ledger_account_id, "amount": credits[r.id]}
-                    for r in recipients
-                ),
-            ],
+            text(
+                "INSERT INTO ledger_entries (journal_id, account_id, amount) "
+                "SELECT :journal_id, e.account_id, e.amount "
+                "FROM unnest(CAST(:accounts AS bigint[]), CAST(:amounts AS bigint[])) AS e(account_id, amount)"
+            ),
+            {
+                "journal_id": journal_id,
+                "accounts": [in_flight, *(r.ledger_account_id for r in recipients)],
+                "amounts": [-total, *(credits[r.id] for r in recipients)],
+            },
         )
-        ids = [r.id for r in recipients]
         settled_at = datetime.now(UTC)
         await self.session.execute(
             text(
-                "UPDATE wallets AS w SET balance = w.balance + c.credit, updated_at = now() "
-                "FROM unnest(CAST(:ids AS uuid[]), CAST(:credits AS bigint[])) AS c(id, credit) "
-                "WHERE w.id = c.id"
+                "UPDATE transfers SET status = :success, settled_at = :settled_at, "
+                "settlement_journal_id = :journal_id, updated_at = now() WHERE id = ANY(CAST(:ids AS uuid[]))"
             ),
-            {"ids": ids, "credits": [credits[wallet_id] for wallet_id in ids]},
-        )
-        await self.session.execute(
-            update(m.Transfer)
-            .where(m.Transfer.id.in_([row.id for row in claimed]))
-            .values(
-                status=m.TransferStatus.SUCCESS.value,
-                settled_at=settled_at,
-                settlement_journal_id=journal_id,
-            )
-            .execution_options(synchronize_session=False)
+            {
+                "success": m.TransferStatus.SUCCESS.value,
+                "settled_at": settled_at,
+                "journal_id": journal_id,
+                "ids": [row.id for row in claimed],
+            },
         )
         await audit.record(
             self.session,
@@ -340,6 +329,20 @@ class LedgerService:
             subject=journal_reference,
             amount=total,
             details={"transfers": len(claimed), "recipients": len(credits)},
+        )
+        # Locked in id order (one statement), so concurrent settlers never deadlock; then credited, then commit.
+        ids = sorted(credits)
+        await self.session.execute(
+            text("SELECT id FROM wallets WHERE id = ANY(CAST(:ids AS uuid[])) ORDER BY id FOR NO KEY UPDATE"),
+            {"ids": ids},
+        )
+        await self.session.execute(
+            text(
+                "UPDATE wallets AS w SET balance = w.balance + c.credit, updated_at = now() "
+                "FROM unnest(CAST(:ids AS uuid[]), CAST(:credits AS bigint[])) AS c(id, credit) "
+                "WHERE w.id = c.id"
+            ),
+            {"ids": ids, "credits": [credits[wallet_id] for wallet_id in ids]},
         )
         return SettledBatch(
             journal_id=journal_id,  # type: ignore[arg-type]
@@ -350,13 +353,6 @@ class LedgerService:
         )
 
     # -- reading ----------------------------------------------------------------------------------------
-
-    async def transfer_status(self, reference: str) -> str | None:
-        """The status of a transfer (`pending` or `success`), None for an unknown reference."""
-        status: str | None = await self.session.scalar(
-            select(m.Transfer.status).where(m.Transfer.reference == reference)
-        )
-        return status
 
     async def count_stale_transfers(self, older_than: timedelta) -> int:
         """Transfers still pending after `older_than`: their settlement message was probably lost."""

@@ -17,7 +17,9 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
+
+    from redis.asyncio.client import Pipeline
 
 
 logger = logging.getLogger(__name__)
@@ -29,11 +31,18 @@ POLL_SECONDS = 1.0
 STOP_GRACE_SECONDS = 2.0
 
 
-async def publish_settled(redis: Redis, references: Iterable[str]) -> None:
-    """Announce settled transfers (after the commit). A failure is logged: the money has already moved."""
+async def publish_settled(
+    redis: Redis, references: Iterable[str], *, also: Iterable[Callable[[Pipeline], object]] = ()
+) -> None:
+    """Announce settled transfers (after the commit), with `also` in the same round trip. A failure is logged:
+    the money has already moved."""
     payload = json.dumps(list(references))
     try:
-        await redis.publish(SETTLED_CHANNEL, payload)
+        async with redis.pipeline(transaction=False) as pipe:
+            pipe.publish(SETTLED_CHANNEL, payload)
+            for add in also:
+                add(pipe)
+            await pipe.execute()
     except (RedisError, OSError):
         logger.warning("could not publish settled transfers; waiting requests will answer 202", exc_info=True)
 

@@ -8,25 +8,33 @@ the transfer is still accepted (beat settles it) and the answer is 202.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from app.domain.wallets.ledger import AcceptedTransfer, LedgerService, new_transfer_reference
+from app.domain.wallets.ledger import AcceptedTransfer, accept_transfer, new_transfer_reference, transfer_status
 from app.domain.wallets.settlement import SETTLEMENT
-from app.lib.metrics import count
+from app.lib.drain import CoalescedRequests
+from app.lib.metrics import counted
 
 if TYPE_CHECKING:
     from uuid import UUID
 
+    import asyncpg
     from redis.asyncio import Redis
 
     from app.domain.wallets.notifications import SettlementNotifier, SettlementWaiter
     from app.lib.uow import UnitOfWork
 
 logger = logging.getLogger(__name__)
+
+
+def unwaited_settlement_requests(redis: Redis) -> CoalescedRequests:
+    """The process's requests for settlement that nobody waits for (`TRANSFER_WAIT_MS=0`), folded."""
+    return CoalescedRequests(SETTLEMENT, redis, counter="transfers_accepted")
 
 
 @dataclass(frozen=True)
@@ -39,10 +47,18 @@ class TransferOutcome:
 class TransferService:
     """Wallet-to-wallet transfers as the API offers them."""
 
-    def __init__(self, uow: UnitOfWork, *, redis: Redis, notifier: SettlementNotifier | None, wait_ms: int) -> None:
+    def __init__(
+        self,
+        uow: UnitOfWork,
+        *,
+        redis: Redis,
+        notifier: SettlementNotifier | None,
+        wait_ms: int,
+        unwaited: CoalescedRequests | None = None,
+    ) -> None:
         self.uow = uow
-        self.ledger = LedgerService(uow.session)
         self.redis = redis
+        self.unwaited = unwaited or unwaited_settlement_requests(redis)
         self.notifier = notifier
         self.wait_seconds = max(wait_ms, 0) / 1000
 
@@ -57,34 +73,42 @@ class TransferService:
             InsufficientBalance: the caller's balance is lower than the amount.
         """
         reference = new_transfer_reference()
-        requested = False
+        requested = asyncio.get_running_loop().create_future()
 
         async def request_settlement() -> None:
-            nonlocal requested
-            requested = await SETTLEMENT.request(self.redis)
-            if requested:  # the counter lives in Redis too: not worth a connect timeout while it is down
-                await count(self.redis, "transfers_accepted")
+            requested.set_result(await SETTLEMENT.request(self.redis, also=counted("transfers_accepted")))
 
-        async def accept() -> AcceptedTransfer:
-            accepted = await self.ledger.accept_transfer(
+        async def accept(connection: asyncpg.Connection) -> AcceptedTransfer:
+            accepted = await accept_transfer(
+                connection,
                 sender_user_id=sender_user_id,
                 recipient_wallet_number=recipient_wallet_number,
                 amount=amount,
                 actor=actor,
                 reference=reference,
             )
-            self.uow.after_commit(request_settlement)
+            if self.wait_seconds > 0:
+                self.uow.after_commit(request_settlement)
+            else:
+                # Nobody waits: the request leaves the response path (still after the commit), folded with others.
+                self.uow.after_commit(self._request_settlement_unwaited)
             return accepted
 
+        if self.wait_seconds <= 0:
+            await self.uow.run_statement(accept)
+            return TransferOutcome(reference=reference, settled=False)
         # Listen before the commit: a settlement that is quicker than us cannot be missed.
         with self._waiting(reference) as waiter:
-            await self.uow.run(accept)
+            await self.uow.run_statement(accept)
             settled = False
-            if requested and waiter is not None and self.wait_seconds > 0:
+            if requested.done() and requested.result() and waiter is not None:
                 settled = await waiter.wait(self.wait_seconds)
-        if not settled and self.wait_seconds > 0:
+        if not settled:
             settled = await self._settled_meanwhile(reference)
         return TransferOutcome(reference=reference, settled=settled)
+
+    async def _request_settlement_unwaited(self) -> None:
+        self.unwaited.request()
 
     @contextlib.contextmanager
     def _waiting(self, reference: str) -> Iterator[SettlementWaiter | None]:
@@ -97,7 +121,7 @@ class TransferService:
     async def _settled_meanwhile(self, reference: str) -> bool:
         """One look at the status (not a loop): covers a notification lost or a subscriber reconnecting."""
         try:
-            status = await self.uow.read(lambda: self.ledger.transfer_status(reference))
+            status = await self.uow.run_statement(lambda connection: transfer_status(connection, reference))
         except Exception:
             logger.warning("could not read the status of transfer %s", reference, exc_info=True)
             return False

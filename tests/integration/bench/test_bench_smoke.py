@@ -3,7 +3,8 @@
 Only the smoke run belongs to the suite: the benchmark's figures are measured and reported, never pass/fail
 (a crowded CI machine must not fail the suite). What is checked is that the command works: every key is
 written, the numbers are plausible, no request failed, every accepted transfer was settled, and the floor
-ran in the same interleaved rounds as the service and pgbench.
+ran in the same interleaved rounds as the service and pgbench (its informational one-statement variant once,
+in the first round).
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ HEADLINE_KEYS = (
     "cpu_ratio_to_floor",
     "floor_settled_per_s",
     "floor_cpu_ms_per_transfer",
+    "floor_one_statement_settled_per_s",
+    "floor_one_statement_cpu_ms_per_transfer",
+    "ratio_to_floor_one_statement",
+    "cpu_ratio_to_floor_one_statement",
     "cpu_ms_per_transfer",
     "api_peak_rss_mib",
     "worker_peak_rss_mib",
@@ -78,13 +83,38 @@ def test_wallet_bench_smoke_run_writes_every_figure_from_a_real_run(tmp_path: Pa
     assert set(results["cpu_ms_per_transfer_split"]) >= {"api", "worker", "postgres", "redis"}
     assert set(results["floor_cpu_ms_per_transfer_split"]) == {"app", "postgres", "total"}
     assert results["floor_cpu_ms_per_transfer_split"]["app"] > 0
+    assert results["floor_one_statement_settled_per_s"] > 0
+    assert results["floor_one_statement_cpu_ms_per_transfer"] > 0
+    assert set(results["floor_one_statement_cpu_ms_per_transfer_split"]) == {"app", "postgres", "total"}
+    assert results["floor_one_statement_cpu_ms_per_transfer_split"]["app"] > 0
+    assert results["ratio_to_floor_one_statement"] > 0
+    assert results["cpu_ratio_to_floor_one_statement"] > 0
+    # The service's ratios to each floor are taken from the same service median.
+    assert results["ratio_to_floor_one_statement"] == pytest.approx(
+        results["settled_per_s"] / results["floor_one_statement_settled_per_s"], abs=0.002
+    )
     assert results["load_average_1m_during_rounds"]["max"] >= 0
     assert set(results["targets"]) == {
+        "ratio_to_floor",
+        "cpu_ratio_to_floor",
         "ratio_to_pgbench",
         "hot_to_uniform",
         "p99_accept_ms_at_half_load",
         "webhooks_per_s",
+        "webhooks_per_pgbench_tps",
+        "read_mix_per_s",
+        "read_mix_per_pgbench_tps",
+        "api_peak_rss_mib",
+        "worker_peak_rss_mib",
     }
+    for name, target in results["targets"].items():
+        operator, bound = target["target"].split()
+        holds = target["value"] is not None and (
+            target["value"] >= float(bound) if operator == ">=" else target["value"] <= float(bound)
+        )
+        assert target["met"] is holds, name
+    # The service and the floor ran from the deployed environment (no test tools), as the Dockerfile installs.
+    assert results["parameters"]["service_environment"] == "deployed: uv sync --frozen --no-dev"
     assert results["machine"]["cores"] >= 1
     assert results["machine"]["memory_gib"] > 0
     assert results["machine"]["cpu_model"]
@@ -120,10 +150,28 @@ def test_wallet_bench_smoke_run_writes_every_figure_from_a_real_run(tmp_path: Pa
         assert floor_round["committed_in_window"] > 0
         assert floor_round["memory_peak_rss_mib"]["floor"] > 0
     assert results["floor"]["ledger_check_problems"] == []
+    assert results["floor"]["deadlocks_detected"] >= 0
+    assert results["floor"]["statement"].startswith("BEGIN;")
+    # The informational variant: one window, in the first round, right after the floor, its own ledger checked.
+    (one_round,) = rounds["floor_one_statement"]
+    assert one_round["round"] == 1
+    assert one_round["errors_by_status"] == {}, one_round["errors_by_status"]
+    assert one_round["committed_in_window"] > 0
+    assert one_round["memory_peak_rss_mib"]["floor"] > 0
+    assert rounds["per_round"][0]["floor_one_statement_settled_per_s"] == one_round["settled_per_s"]
+    assert all(row["floor_one_statement_settled_per_s"] is None for row in rounds["per_round"][1:])
+    one_statement = results["floor"]["one_statement"]
+    assert one_statement["ledger_check_problems"] == []
+    assert one_statement["statement"].startswith("WITH locked AS")
+    assert one_statement["median_round"]["round"] == 1
 
     markdown = (tmp_path / "latest.md").read_text()
     assert "pgbench" in markdown
     assert "ratio_to_floor" in markdown
+    assert "`ratio_to_floor_one_statement`" in markdown
+    assert "`cpu_ratio_to_floor_one_statement`" in markdown
+    assert "Informational: the one-statement floor" in markdown
+    assert "the program the issue measured and set its targets against" in markdown
     png = (tmp_path / "latest.png").read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
     assert len(png) < 60_000

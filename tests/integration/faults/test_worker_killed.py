@@ -1,10 +1,11 @@
 """A worker SIGKILLed in the middle of its work: another worker process finishes it, exactly once.
 
-Two ways a worker dies. Its pool process alone (the out-of-memory killer's favourite): Celery's parent sees
-it die and, since tasks are acknowledged late and rejected when their worker is lost, hands the message back
-to the queue at once. The whole worker (a machine gone): its message stays unacknowledged in Redis, and beat's
-sweep (sent here by the test, as beat does) re-enqueues the work from PostgreSQL. In both cases the killed
-transaction leaves nothing behind, and the second run moves the money exactly once.
+Two ways a worker dies. Its pool process alone, with `WORKER_POOL=prefork` (the out-of-memory killer's
+favourite): Celery's parent sees it die and, since tasks are acknowledged late and rejected when their worker
+is lost, hands the message back to the queue at once. The whole worker (a machine gone; with the default
+threads pool, the only way it dies): its message stays unacknowledged in Redis, and beat's sweep (sent here by
+the test, as beat does) re-enqueues the work from PostgreSQL. In both cases the killed transaction leaves
+nothing behind, and the second run moves the money exactly once.
 
 `tests/integration/wallets/test_settlement_recovery.py` already covers a lone worker killed during settlement
 with its messages lost; these cover, under a stream of API transfers, a pool process killed during settlement
@@ -62,7 +63,7 @@ async def test_a_pool_process_killed_mid_settlement_under_load_is_replaced_and_e
     stack: Stack, workers: None, http: httpx.AsyncClient, engine: AsyncEngine, make_user
 ) -> None:
     # Every settlement batch pauses before its commit, so the kill lands inside the transaction.
-    worker = stack.start_worker(concurrency=1, name="settler", **{TEST_COMMIT_PAUSE_ENV: "2.5"})
+    worker = stack.start_worker(concurrency=1, name="settler", pool="prefork", **{TEST_COMMIT_PAUSE_ENV: "2.5"})
     recipient = await make_user()
     senders = [await make_user() for _ in range(4)]
     for sender in senders:
@@ -174,7 +175,7 @@ async def test_a_pool_process_killed_while_processing_webhooks_is_replaced_and_e
 ) -> None:
     users = [await make_user() for _ in range(2)]
     paid = [await paid_deposit(stack, http, user, 2_000 + i) for i, user in enumerate(users)]
-    worker = stack.start_worker(concurrency=1, name="webhook-worker", **{TEST_COMMIT_PAUSE_ENV: "2"})
+    worker = stack.start_worker(concurrency=1, name="webhook-worker", pool="prefork", **{TEST_COMMIT_PAUSE_ENV: "2"})
 
     await asyncio.gather(*(_deliver(stack, body) for _, body in paid))
     await wait_for_output(worker, "TEST HOOK")

@@ -11,6 +11,7 @@ import re
 from datetime import timedelta
 
 import httpx
+from redis.asyncio import Redis
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -253,7 +254,7 @@ async def test_a_paid_deposit_whose_webhook_never_arrives_is_credited_by_status_
 
 
 async def test_beat_verifies_deposits_pending_too_long_and_credits_the_paid_ones(
-    api: httpx.AsyncClient, paystack: PaystackStandIn, engine: AsyncEngine, make_user
+    api: httpx.AsyncClient, paystack: PaystackStandIn, engine: AsyncEngine, make_user, redis: Redis
 ) -> None:
     user = await make_user()
     paid = await start_deposit(api, user, 4_000)
@@ -262,7 +263,7 @@ async def test_beat_verifies_deposits_pending_too_long_and_credits_the_paid_ones
     for deposit in (paid, unpaid):
         await backdate_deposit(engine, deposit.reference, timedelta(hours=1))
 
-    assert enqueue(TaskName.VERIFY_STALE_DEPOSITS)
+    assert await enqueue(redis, TaskName.VERIFY_STALE_DEPOSITS)
 
     row = await wait_for_deposit(engine, paid.reference, lambda r: r.status == "success")
     assert row.credits == 1

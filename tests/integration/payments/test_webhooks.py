@@ -6,6 +6,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import httpx
+from redis.asyncio import Redis
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -215,7 +216,7 @@ async def test_paystacks_own_example_payload_for_a_real_deposit_credits_it(
 
 
 async def test_webhook_and_verification_racing_credit_once(
-    api: httpx.AsyncClient, live_api: str, paystack: PaystackStandIn, engine: AsyncEngine, make_user
+    api: httpx.AsyncClient, live_api: str, paystack: PaystackStandIn, engine: AsyncEngine, make_user, redis: Redis
 ) -> None:
     user = await make_user()
     deposits = [await start_deposit(api, user, 1_000 + i) for i in range(5)]
@@ -227,7 +228,7 @@ async def test_webhook_and_verification_racing_credit_once(
         await asyncio.gather(
             paystack.deliver_webhook(live_api, body),
             api.get(f"/wallet/deposit/{reference}/status", headers=user.headers),
-            asyncio.to_thread(enqueue, TaskName.VERIFY_DEPOSIT, reference),
+            enqueue(redis, TaskName.VERIFY_DEPOSIT, reference),
             paystack.deliver_webhook(live_api, body),
         )
 
@@ -240,7 +241,7 @@ async def test_webhook_and_verification_racing_credit_once(
 
 
 async def test_an_event_whose_enqueue_was_lost_is_applied_by_beats_requeue(
-    api: httpx.AsyncClient, paystack: PaystackStandIn, engine: AsyncEngine, make_user
+    api: httpx.AsyncClient, paystack: PaystackStandIn, engine: AsyncEngine, make_user, redis: Redis
 ) -> None:
     user = await make_user()
     deposit = await start_deposit(api, user, 9_000)
@@ -255,7 +256,7 @@ async def test_an_event_whose_enqueue_was_lost_is_applied_by_beats_requeue(
         )
         await session.commit()
 
-    assert enqueue(TaskName.REQUEUE_UNFINISHED_WEBHOOKS)
+    assert await enqueue(redis, TaskName.REQUEUE_UNFINISHED_WEBHOOKS)
 
     await wait_for_event(engine, body, "processed")
     assert (await wait_for_deposit(engine, deposit.reference, lambda r: r.status == "success")).credits == 1
@@ -263,7 +264,7 @@ async def test_an_event_whose_enqueue_was_lost_is_applied_by_beats_requeue(
 
 
 async def test_failed_events_are_retried_by_beat_until_the_attempt_cap_then_stay_visible(
-    api: httpx.AsyncClient, paystack: PaystackStandIn, engine: AsyncEngine, make_user
+    api: httpx.AsyncClient, paystack: PaystackStandIn, engine: AsyncEngine, make_user, redis: Redis
 ) -> None:
     user = await make_user()
     retried, given_up = await start_deposit(api, user, 2_000), await start_deposit(api, user, 3_000)
@@ -283,7 +284,7 @@ async def test_failed_events_are_retried_by_beat_until_the_attempt_cap_then_stay
             )
         await session.commit()
 
-    assert enqueue(TaskName.REQUEUE_UNFINISHED_WEBHOOKS)
+    assert await enqueue(redis, TaskName.REQUEUE_UNFINISHED_WEBHOOKS)
 
     event = await wait_for_event(engine, bodies[retried.reference], "processed")
     assert event.attempts == 3

@@ -13,6 +13,7 @@ from litestar.testing import AsyncTestClient
 from app.config import Settings
 from app.lib.infra import create_database_if_missing, drop_database
 from app.lib.migrations import downgrade_async, ensure_migrated, model_differences, upgrade_async
+from app.lib.schema_version import current_revision, latest_revision
 from app.main import create_app
 
 
@@ -115,3 +116,25 @@ async def test_the_api_migrates_a_fresh_database_at_start_up_outside_production(
     async with AsyncTestClient(app=app) as client:
         assert (await client.get("/health")).json()["checks"]["database"] == "ok"
     assert await model_differences(scratch_database) == []
+
+
+async def test_the_start_up_check_knows_the_same_head_as_alembic_and_sees_a_migrated_database(
+    scratch_database: str,
+) -> None:
+    from alembic.script import ScriptDirectory
+
+    from app.lib.migrations import alembic_config
+
+    assert latest_revision() == ScriptDirectory.from_config(alembic_config(scratch_database)).get_current_head()
+    assert await current_revision(scratch_database) is None
+    await upgrade_async(scratch_database)
+    assert await current_revision(scratch_database) == latest_revision()
+
+
+def test_the_api_does_not_import_alembic_when_the_schema_is_current() -> None:
+    import subprocess
+    import sys
+
+    probe = "import sys, app.main; print('alembic' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"

@@ -13,6 +13,7 @@ from tests.support.factories import fund
 async def test_metrics_report_requests_by_route_template_and_status(client: AsyncTestClient) -> None:
     await client.get("/health")
     await client.get("/no/such/route")
+    await client.get("/wallet/deposit/some-reference/status")  # 401, counted under its template
     response = await client.get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
@@ -20,6 +21,9 @@ async def test_metrics_report_requests_by_route_template_and_status(client: Asyn
     assert "wallet_requests_total{" in text
     assert 'path="/health"' in text
     assert 'status_code="200"' in text
+    assert 'wallet_requests_total{app_name="wallet",method="GET",path="/wallet/deposit/{reference}/status"' in text
+    assert "some-reference" not in text
+    assert 'wallet_request_duration_seconds_bucket{app_name="wallet",le="0.005",method="GET",path="/health"' in text
 
 
 async def test_business_counters_from_any_process_appear_in_metrics(client: AsyncTestClient, redis: Redis) -> None:

@@ -14,7 +14,7 @@ from app.domain.wallets.checks import check_ledger
 from app.domain.wallets.ledger import LedgerService
 from app.lib.db import session_maker
 from app.lib.errors import InsufficientBalance, SelfTransfer, WalletNotFound
-from tests.support.factories import accept_transfer, fund, record_successful_deposit, settle_pending
+from tests.support.factories import accept_transfer, fund, record_successful_deposit, settle_pending, transfer_status
 
 
 async def _balance(db: AsyncSession, wallet_id: uuid.UUID) -> int:
@@ -108,9 +108,9 @@ async def test_acceptance_reserves_the_senders_funds_and_settlement_credits_the_
     )
     assert await _balance(db, sender.wallet_id) == 600
     assert await _balance(db, recipient.wallet_id) == 0
-    assert await LedgerService(db).transfer_status(accepted.reference) in {"pending", "success"}
+    assert await transfer_status(db, accepted.reference) in {"pending", "success"}
     await settle_pending(db, batch_size=500)
-    assert await LedgerService(db).transfer_status(accepted.reference) == "success"
+    assert await transfer_status(db, accepted.reference) == "success"
     assert await _balance(db, recipient.wallet_id) == 400
     assert await _entry_sum(db, recipient.wallet_id) == 400
     assert (await check_ledger(db)).violations == []

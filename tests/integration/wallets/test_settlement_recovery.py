@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import redis
 from celery import Celery
+from redis.asyncio import Redis
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
@@ -135,14 +136,14 @@ async def test_lost_messages_and_a_worker_killed_mid_batch_still_settle_every_tr
 
 
 async def test_the_stale_sweep_does_nothing_when_nothing_is_stale(
-    worker: ServiceProcess, engine: AsyncEngine, db: AsyncSession, make_user
+    worker: ServiceProcess, engine: AsyncEngine, db: AsyncSession, make_user, redis: Redis
 ) -> None:
     """Run through the shared worker: the sweep and the scheduled ledger check both run and log."""
     from app.lib.tasks import TaskName, enqueue
 
     marker = uuid.uuid4().hex
-    assert enqueue(TaskName.REQUEUE_STALE_TRANSFERS)
-    assert enqueue(TaskName.CHECK_LEDGER)
+    assert await enqueue(redis, TaskName.REQUEUE_STALE_TRANSFERS)
+    assert await enqueue(redis, TaskName.CHECK_LEDGER)
     deadline = asyncio.get_running_loop().time() + 30
     while "ledger OK" not in worker.output() or "requeue_stale_transfers" not in worker.output():
         assert asyncio.get_running_loop().time() < deadline, worker.output()[-3000:]

@@ -13,7 +13,7 @@ from typing import Any, Final
 
 import msgspec
 
-from app.lib.storable import decode_untrusted_json
+from app.lib.storable import decode_untrusted_json, storable_text
 
 CHARGE_SUCCESS: Final = "charge.success"
 MAX_REFERENCE_LENGTH: Final = 100
@@ -102,16 +102,31 @@ def decode_event(raw_body: bytes) -> PaystackEvent:
         raise ValueError(str(exc)) from exc
 
 
+class _Event(msgspec.Struct):
+    event: str
+    data: msgspec.Raw = msgspec.Raw(b"null")
+
+
 def event_head(raw_body: bytes) -> tuple[str, str | None]:
-    """Event type and reference for the stored event's columns; the body itself is judged by the worker."""
+    """Event type and reference for the stored event's columns; the body itself is judged by the worker.
+
+    Only these two strings are decoded (and made storable) here: the request stays cheap whatever the body holds.
+    """
     try:
-        event = decode_event(raw_body)
-    except ValueError:
+        head = msgspec.json.decode(raw_body, type=_Event)
+        data = msgspec.json.decode(head.data)
+    except msgspec.DecodeError:
+        try:  # valid JSON msgspec refuses (a lone surrogate): the slow, tolerant way
+            event = decode_event(raw_body)
+        except ValueError:
+            return "unreadable", None
+        head, data = _Event(event=event.event), event.data
+    except msgspec.ValidationError:
         return "unreadable", None
-    reference = event.data.get("reference") if isinstance(event.data, dict) else None
+    reference = data.get("reference") if isinstance(data, dict) else None
     if not isinstance(reference, str) or len(reference) > MAX_REFERENCE_LENGTH:
         reference = None
-    return event.event[:100] or "unknown", reference
+    return storable_text(head.event)[:100] or "unknown", storable_text(reference) if reference else None
 
 
 def transaction_report(data: Any, source: ReportSource, *, status: object = None) -> PaymentReport:
