@@ -103,7 +103,7 @@ class Bench:
             create_database_if_missing(self.database_url)
             upgrade(self.database_url)
             print(f"  database {self.database} migrated; redis {redis_url}", flush=True)
-            python, environment = deployed_python(self.work_dir)
+            python, environment = deployed_python()
             self.params = replace(self.params, python=python)
             self.environment = environment
             print(f"  service environment: {environment}", flush=True)

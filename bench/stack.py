@@ -131,7 +131,11 @@ def _target(name: str, port: int, database: str, groups: list[procfs.Group], che
     return Target(name, port, database, groups, check, memory)
 
 
-def deployed_python(work_dir: Path) -> tuple[str, str]:
+DEPLOYED_ENVIRONMENT = PROJECT_ROOT / ".wallet-data" / "deployed-venv"
+"""Kept between runs (uv brings it up to date in a moment); `.wallet-data/` is never committed."""
+
+
+def deployed_python() -> tuple[str, str]:
     """The interpreter of the service as it is deployed, and how it was made.
 
     The Dockerfile installs `uv sync --frozen --no-dev`: no test tools. The development environment also holds
@@ -140,7 +144,7 @@ def deployed_python(work_dir: Path) -> tuple[str, str]:
     environment made here (from uv's cache: seconds); without uv, from this interpreter, with a note.
     """
     uv = shutil.which("uv") or str(Path.home() / ".local" / "bin" / "uv")
-    environment = work_dir / "deployed-venv"
+    environment = DEPLOYED_ENVIRONMENT
     try:
         subprocess.run(  # noqa: S603 - uv with fixed arguments
             [uv, "sync", "--frozen", "--no-dev", "--quiet"],
