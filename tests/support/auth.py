@@ -45,12 +45,20 @@ def probe_deposit(caller: NamedDependency[Caller]) -> dict[str, Any]:
     return _who(caller)
 
 
+@get(
+    "/test/probe/withdraw", guards=[requires(Permission.WITHDRAW)], security=USER_OR_KEY_SECURITY, sync_to_thread=False
+)
+def probe_withdraw(caller: NamedDependency[Caller]) -> dict[str, Any]:
+    """A route needing `withdraw`, as the withdrawal endpoints will."""
+    return _who(caller)
+
+
 @get("/test/probe/user-only", guards=[requires(None)], security=USER_ONLY_SECURITY, sync_to_thread=False)
 def probe_user_only(caller: NamedDependency[Caller]) -> dict[str, Any]:
     return _who(caller)
 
 
-PROBES = [probe_read, probe_deposit, probe_user_only]
+PROBES = [probe_read, probe_deposit, probe_withdraw, probe_user_only]
 
 
 @asynccontextmanager

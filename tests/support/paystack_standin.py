@@ -148,6 +148,39 @@ class Signature(Enum):
     """Paystack's signature of the body with the stand-in's secret key."""
 
 
+STANDIN_BANKS: tuple[tuple[int, str, str, str], ...] = (
+    (9, "First Bank of Nigeria", "011", "NGN"),
+    (1, "Access Bank", "044", "NGN"),
+    (4, "Guaranty Trust Bank", "058", "NGN"),
+    (21, "Zenith Bank", "057", "NGN"),
+    (301, "Deleted Bank", "999", "NGN"),
+    (28, "Absa Bank Ghana", "030100", "GHS"),
+)
+"""(id, name, code, currency) of the banks the stand-in lists; id 301 is flagged deleted, like Paystack's."""
+
+
+def _bank(bank_id: int, name: str, code: str, currency: str) -> dict[str, Any]:
+    country = {"NGN": "Nigeria", "GHS": "Ghana"}[currency]
+    return {
+        "name": name,
+        "slug": name.lower().replace(" ", "-"),
+        "code": code,
+        "longcode": code,
+        "gateway": None,
+        "pay_with_bank": False,
+        "supports_transfer": True,
+        "available_for_direct_debit": False,
+        "active": True,
+        "is_deleted": bank_id == 301,
+        "country": country,
+        "currency": currency,
+        "type": "nuban" if currency == "NGN" else "ghipps",
+        "id": bank_id,
+        "createdAt": "2016-07-14T10:04:29.000Z",
+        "updatedAt": "2024-02-15T07:24:50.000Z",
+    }
+
+
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
@@ -211,6 +244,8 @@ class PaystackStandIn:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._release = asyncio.Event()
+        self.banks: list[dict[str, Any]] = [_bank(*bank) for bank in STANDIN_BANKS]
+        """What `GET /bank` lists; a test may change it."""
 
     # Lifecycle
 
@@ -511,6 +546,8 @@ class PaystackStandIn:
             answer = self._initialize(parsed if isinstance(parsed, dict) else {})
         elif request.method == "get" and request.path.startswith("/transaction/verify/"):
             answer = self._verify(request.path.removeprefix("/transaction/verify/"))
+        elif request.method == "get" and request.path == "/bank":
+            answer = self._banks(request.parameters.query.get("currency", "NGN"))
         else:
             answer = _Answer(HTTPStatus.NOT_FOUND, {"status": False, "message": "Not found"})
 
@@ -568,6 +605,10 @@ class PaystackStandIn:
                 },
             },
         )
+
+    def _banks(self, currency: str) -> _Answer:
+        listed = [bank for bank in self.banks if bank["currency"] == currency]
+        return _Answer(HTTPStatus.OK, {"status": True, "message": "Banks retrieved", "data": listed})
 
     def _verify(self, reference: str) -> _Answer:
         with self._lock:

@@ -49,6 +49,8 @@ class Permission(enum.StrEnum):
     DEPOSIT = "deposit"
     TRANSFER = "transfer"
     READ = "read"
+    WITHDRAW = "withdraw"
+    """Money leaving to a bank account: never implied by `transfer`."""
 
 
 ALL_PERMISSIONS = frozenset(p.value for p in Permission)

@@ -8,7 +8,7 @@ handler's `caller` dependency.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from litestar.openapi import ResponseSpec
 
@@ -61,14 +61,19 @@ USER_OR_KEY_RESPONSES: dict[int, ResponseSpec] = {
 """The authentication errors of a route open to a JWT or an API key, for its OpenAPI `responses`."""
 
 
+ANY_KEY: Final = "any-key"
+"""`requires(ANY_KEY)`: a JWT or any valid API key, whatever its permissions (reference data such as `/banks`)."""
+
+
 class requires:  # noqa: N801 - used like a function: `guards=[requires(Permission.READ)]`
-    """A guard for a route: `requires(None)` means JWT only; otherwise a JWT or a key holding `permission`.
+    """A guard for a route: `requires(None)` means JWT only, `requires(ANY_KEY)` a JWT or any valid key;
+    otherwise a JWT or a key holding `permission`.
 
     The guard keeps `permission` as an attribute so tests (and the docs) can read what each live route
     requires.
     """
 
-    def __init__(self, permission: Permission | None) -> None:
+    def __init__(self, permission: Permission | Literal["any-key"] | None) -> None:
         self.permission = permission
 
     async def __call__(self, connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
@@ -83,13 +88,18 @@ class requires:  # noqa: N801 - used like a function: `guards=[requires(Permissi
             raise PermissionDenied("API keys cannot call this endpoint; sign in as the user.")
         process = process_of(connection.app)
         caller = await identify(connection.scope, process.verifier)
-        if self.permission is not None and self.permission.value not in caller.permissions:
+        if isinstance(self.permission, Permission) and self.permission.value not in caller.permissions:
             raise PermissionDenied(f"This API key lacks the `{self.permission.value}` permission.")
         await hold_slot(connection.scope, process.slots, str(caller.user_id))
         connection.state.caller = caller
 
+    @property
+    def need(self) -> str | None:
+        """What the route needs, by name: a permission, `any-key`, or None for a JWT only."""
+        return self.permission.value if isinstance(self.permission, Permission) else self.permission
+
     def __repr__(self) -> str:
-        return f"requires({self.permission.value if self.permission else None!r})"
+        return f"requires({self.need!r})"
 
 
 async def provide_caller(request: ASGIConnection[Any, Any, Any, Any]) -> Caller:

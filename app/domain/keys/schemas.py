@@ -14,7 +14,7 @@ ExpiryCode = Annotated[
     Literal["1H", "1D", "1M", "1Y"],
     msgspec.Meta(description="One hour, one day, one calendar month or one calendar year from now."),
 ]
-PermissionName = Literal["deposit", "transfer", "read"]
+PermissionName = Literal["deposit", "transfer", "read", "withdraw"]
 KeyStatus = Literal["active", "expired", "revoked"]
 
 

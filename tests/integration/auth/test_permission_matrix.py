@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import update
 
 from app.db import models as m
-from app.domain.auth.guards import USER_ONLY_SECURITY, USER_OR_KEY_SECURITY, requires
+from app.domain.auth.guards import ANY_KEY, USER_ONLY_SECURITY, USER_OR_KEY_SECURITY, requires
 from app.domain.auth.tokens import issue_token
 from app.domain.auth.users import Identity
 from app.domain.keys.service import ApiKeyService
@@ -51,6 +51,7 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("POST", "/wallet/transfer"): "transfer",
     ("GET", "/wallet/transactions"): "read",
     ("GET", "/wallet/transactions/{reference}"): "read",
+    ("GET", "/banks"): ANY_KEY,
 }
 """What each protected operation needs: a permission (a JWT, or a key holding it), or a JWT only."""
 
@@ -78,7 +79,8 @@ def expectation(need: str, credential: str) -> tuple[int, str] | str:
         return 403, "PERMISSION_DENIED"
     return {
         "key-with-permission": ALLOWED,
-        "key-without-permission": (403, "PERMISSION_DENIED"),
+        # Any valid key may read reference data, whatever it lacks.
+        "key-without-permission": ALLOWED if need == ANY_KEY else (403, "PERMISSION_DENIED"),
         "expired-key": (401, "API_KEY_EXPIRED"),
         "revoked-key": (401, "API_KEY_REVOKED"),
         "unknown-key": (401, "INVALID_API_KEY"),
@@ -133,7 +135,7 @@ async def matrix(settings: Settings, engine: AsyncEngine) -> AsyncIterator[Fixtu
             session, Identity(email=f"matrix-{uuid.uuid4().hex[:10]}@example.com"), settings.money.currency
         )
         keys = ApiKeyService(session=session)
-        everything = ["deposit", "transfer", "read"]
+        everything = ["deposit", "transfer", "read", "withdraw"]
         expired = await keys.create_key(owner.id, name="expired", permissions=everything, expiry="1H")
         await session.execute(
             update(m.ApiKey)
@@ -191,7 +193,7 @@ def test_every_guarded_route_declares_security_that_matches_its_guard_and_the_ta
             continue
         assert operation in EXPECTED, f"{operation} is guarded but has no row in EXPECTED"
         need = EXPECTED[operation]
-        assert [g.permission.value if g.permission else JWT_ONLY for g in guards] == [need], operation
+        assert [g.need or JWT_ONLY for g in guards] == [need], operation
         assert operations[operation] == (USER_ONLY_SECURITY if need == JWT_ONLY else USER_OR_KEY_SECURITY), operation
     for operation, need in EXPECTED.items():
         if operation in operations and need != TOKEN_CHECK:
@@ -199,7 +201,7 @@ def test_every_guarded_route_declares_security_that_matches_its_guard_and_the_ta
 
 
 def _headers(matrix: Fixture, need: str, credential: str, settings: Settings) -> dict[str, str]:
-    permission = need if need not in {JWT_ONLY, TOKEN_CHECK} else "read"
+    permission = need if need not in {JWT_ONLY, TOKEN_CHECK, ANY_KEY} else "read"
     if credential == "jwt":
         # A fresh token per cell: the logout row revokes the one it is given.
         token = issue_token(settings, user_id=matrix.owner_id, email=matrix.owner_email).access_token

@@ -73,6 +73,18 @@ async def test_a_created_key_is_shown_once_stored_as_a_hash_and_usable_at_once(
     assert used.json() == {"user_id": str(user.user_id), "via": "api_key", "api_key_id": body["id"]}
 
 
+async def test_withdraw_is_a_permission_of_its_own_that_transfer_does_not_imply(
+    api: httpx.AsyncClient, make_user: Any
+) -> None:
+    user = await make_user()
+    withdraw = await create_ok(api, user, name="payouts", permissions=["withdraw"])
+    transfer = await create_ok(api, user, name="transfers", permissions=["transfer"])
+    assert withdraw["permissions"] == ["withdraw"]
+    assert (await api.get("/test/probe/withdraw", headers={"x-api-key": withdraw["api_key"]})).status_code == 200
+    refused = await api.get("/test/probe/withdraw", headers={"x-api-key": transfer["api_key"]})
+    assert_error(refused, 403, "PERMISSION_DENIED")
+
+
 async def test_the_list_shows_every_key_without_its_secret_and_with_its_status_now(
     api: httpx.AsyncClient, make_user: Any, db: AsyncSession
 ) -> None:

@@ -34,6 +34,16 @@ class InitializedTransaction(msgspec.Struct, frozen=True):
     reference: str
 
 
+class PaystackBank(msgspec.Struct, frozen=True):
+    """One bank of Paystack's `GET /bank` list, as much of it as the service reads."""
+
+    name: str
+    code: str
+    currency: str
+    active: bool = True
+    is_deleted: bool | None = False
+
+
 class PaystackClient(PaystackTransport):
     """Paystack's API as the service uses it.
 
@@ -130,3 +140,14 @@ class PaystackClient(PaystackTransport):
             msg = f"Paystack answered the verification of {reference} for {report.reference}"
             raise PaystackError(msg, status_code=response.status_code)
         return report
+
+    async def list_banks(self, currency: str) -> list[PaystackBank]:
+        """The banks Paystack pays out to in `currency` (`GET /bank?currency=`), active and not deleted.
+
+        Raises:
+            PaystackError: On a refusal, an unreadable answer, or no answer within the attempts.
+        """
+        response, _ = await self.send("GET", "/bank", params={"currency": currency})
+        envelope = read_envelope(response, operation="list banks")
+        banks = data_of(response, envelope, operation="list banks", convert_to=list[PaystackBank])
+        return [bank for bank in banks if bank.active and not bank.is_deleted]

@@ -1,0 +1,1 @@
+"""Money leaving the service: the banks Paystack pays out to (withdrawals build on them)."""
