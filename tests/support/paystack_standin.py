@@ -50,7 +50,8 @@ if TYPE_CHECKING:
 
 SHARED_PAYSTACK_DIR: Final = Path("/work/shared/paystack")
 OPENAPI_PATH: Final = SHARED_PAYSTACK_DIR / "openapi.yaml"
-CHARGE_SUCCESS_PATH: Final = SHARED_PAYSTACK_DIR / "events" / "charge.success.json"
+EVENTS_DIR: Final = SHARED_PAYSTACK_DIR / "events"
+CHARGE_SUCCESS_PATH: Final = EVENTS_DIR / "charge.success.json"
 
 # The spec only knows Paystack's production server; requests are validated as if sent there, since the
 # server prefix is not what the validation is about (and loopback URLs would all be ServerNotFound).
@@ -452,6 +453,29 @@ class PaystackStandIn:
             data["amount"] = amount
         if currency is not None:
             data["currency"] = currency
+        return json.dumps(event, separators=(",", ":")).encode()
+
+    def build_refund_processed(
+        self, reference: str, refund_reference: str, amount: int, currency: str = "NGN"
+    ) -> bytes:
+        """A `refund.processed` body from Paystack's documented example: `amount` of `reference` refunded
+        (sent as a string, as Paystack does)."""
+        event = json.loads((EVENTS_DIR / "refund.processed.json").read_text(encoding="utf-8"))
+        event["data"] |= {
+            "transaction_reference": reference,
+            "refund_reference": refund_reference,
+            "amount": str(amount),
+            "currency": currency,
+            "domain": "test",
+        }
+        return json.dumps(event, separators=(",", ":")).encode()
+
+    def build_dispute_created(self, reference: str, dispute_id: int) -> bytes:
+        """A `charge.dispute.create` body from Paystack's documented example, about the payment `reference`."""
+        event = json.loads((EVENTS_DIR / "charge.dispute.create.json").read_text(encoding="utf-8"))
+        event["data"]["id"] = dispute_id
+        event["data"]["transaction"]["reference"] = reference
+        event["data"]["domain"] = "test"
         return json.dumps(event, separators=(",", ":")).encode()
 
     async def deliver_webhook(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from app.db.models._api_key import ApiKey, ApiKeyStatus
 from app.db.models._audit import AuditEvent
 from app.db.models._base import Base
-from app.db.models._deposit import Deposit, DepositStatus
+from app.db.models._deposit import Deposit, DepositRefund, DepositStatus, RefundOutcome
 from app.db.models._idempotency import IdempotencyRecord
 from app.db.models._ledger import JournalKind, LedgerAccount, LedgerEntry, LedgerJournal, SystemAccount
 from app.db.models._review import ReviewItem, ReviewKind, ReviewStatus
@@ -21,12 +21,14 @@ __all__ = (
     "AuditEvent",
     "Base",
     "Deposit",
+    "DepositRefund",
     "DepositStatus",
     "IdempotencyRecord",
     "JournalKind",
     "LedgerAccount",
     "LedgerEntry",
     "LedgerJournal",
+    "RefundOutcome",
     "ReviewItem",
     "ReviewKind",
     "ReviewStatus",

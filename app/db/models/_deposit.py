@@ -22,6 +22,8 @@ class DepositStatus(enum.StrEnum):
     REVERSED = "reversed"
     """Paystack took the payment back before we credited it; clients see `failed`."""
     ABANDONED = "abandoned"
+    REFUNDED = "refunded"
+    """Paystack refunded the whole amount and the wallet gave it back."""
 
     @property
     def public(self) -> str:
@@ -57,3 +59,29 @@ class Deposit(Base):
     provider_data: Mapped[dict[str, Any] | None] = mapped_column(JSONB, default=None)
     """The last transaction object Paystack sent (webhook or verification)."""
     last_verified_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+
+
+class RefundOutcome(enum.StrEnum):
+    DEBITED = "debited"
+    """The refunded amount went back out of the wallet (its `refund` journal)."""
+    UNCOVERED = "uncovered"
+    """The wallet no longer held it (or it exceeded what was credited): nothing moved, a review item says so."""
+
+
+class DepositRefund(Base):
+    """One refund Paystack processed for a deposit, applied once (`refund_reference` is unique)."""
+
+    __tablename__ = "deposit_refunds"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("outcome IN ('debited', 'uncovered')", name="outcome_known"),
+        CheckConstraint("(outcome = 'debited') = (journal_id IS NOT NULL)", name="debited_has_journal"),
+        Index("ix_deposit_refunds_deposit_id", "deposit_id"),
+    )
+
+    deposit_id: Mapped[UUID] = mapped_column(ForeignKey("deposits.id", ondelete="RESTRICT"))
+    refund_reference: Mapped[str] = mapped_column(String(100), unique=True)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    outcome: Mapped[str] = mapped_column(String(16))
+    journal_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_journals.id", ondelete="RESTRICT"), default=None)

@@ -27,6 +27,8 @@ class JournalKind(enum.StrEnum):
     """Acceptance: sender -> `transfers_in_flight`; reference = the transfer's reference."""
     SETTLEMENT = "settlement"
     """One settled batch: `transfers_in_flight` -> recipients; reference = the batch's own reference."""
+    REFUND = "refund"
+    """Wallet -> `paystack`: a deposit Paystack refunded; reference = Paystack's refund reference (once each)."""
 
 
 JOURNAL_KINDS_SQL = ", ".join(f"'{kind.value}'" for kind in JournalKind)

@@ -21,6 +21,10 @@ class ReviewKind(enum.StrEnum):
     """A success reported after Paystack reported the payment reversed: nothing was credited."""
     EVENT_FAILING = "event_failing"
     """A stored Paystack event keeps failing to apply: its effect (a credit, say) has not happened yet."""
+    REFUND_UNCOVERED = "refund_uncovered"
+    """Paystack refunded a deposit the wallet can no longer give back (or never received): nothing moved."""
+    DISPUTE = "dispute"
+    """A customer disputes a deposit's payment (`charge.dispute.create`): nothing moved; answer it on Paystack."""
 
 
 class ReviewStatus(enum.StrEnum):

@@ -46,6 +46,8 @@ class DepositEvent(enum.StrEnum):
     """Paystack has no transaction with our reference, and no initialisation can still be under way."""
     NOT_STARTED = "not_started"
     """Paystack refused or failed the initialisation: the customer never got a checkout page."""
+    REFUNDED_IN_FULL = "refunded_in_full"
+    """Paystack's refunds of the deposit, taken back out of the wallet, now add up to its whole amount."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,8 @@ TRANSITIONS: dict[tuple[DepositStatus, DepositEvent], Transition] = {
     (_S.FAILED, _E.PAID_OTHER_AMOUNT): Transition(_S.FAILED, review=ReviewKind.PAYMENT_MISMATCH),
     (_S.ABANDONED, _E.PAID_OTHER_AMOUNT): Transition(_S.ABANDONED, review=ReviewKind.PAYMENT_MISMATCH),
     (_S.REVERSED, _E.PAID_OTHER_AMOUNT): Transition(_S.REVERSED, review=ReviewKind.PAYMENT_MISMATCH),
+    # The refunds themselves move money in `refunds.py` (each once); this is only the status they lead to.
+    (_S.SUCCESS, _E.REFUNDED_IN_FULL): Transition(_S.REFUNDED),
 }
 
 

@@ -22,11 +22,16 @@ from app.db import models as m
 from app.domain.payments.deposit_states import DepositOutcome, DepositStates
 from app.domain.payments.paystack import (
     CHARGE_SUCCESS,
+    DISPUTE_CREATED,
+    REFUND_PROCESSED,
     ReportSource,
     TransactionStatus,
     decode_event,
+    disputed_reference,
+    refund_report,
     transaction_report,
 )
+from app.domain.payments.refunds import DepositRefunds
 from app.domain.review.service import flag_for_review
 from app.lib.drain import Drain
 from app.lib.storable import storable_text
@@ -50,6 +55,11 @@ REQUEUE_AFTER: Final = timedelta(minutes=1)
 REQUEUE_BATCH_SIZE: Final = 500
 MAX_ERROR_LENGTH: Final = 2000
 FIRST_RETRY_SECONDS: Final = 2
+
+
+def _from_deposit(outcome: DepositOutcome) -> tuple[EventOutcome, str | None]:
+    error = "no deposit has this reference" if outcome is DepositOutcome.UNKNOWN_REFERENCE else None
+    return _FROM_DEPOSIT[outcome], error
 
 
 class EventOutcome(enum.StrEnum):
@@ -168,6 +178,10 @@ class StoredEvents:
             event = decode_event(raw_body)
         except ValueError as exc:
             return EventOutcome.IGNORED, f"not a Paystack event: {exc}"
+        if event.event == REFUND_PROCESSED:
+            return await self._refund(event.data)
+        if event.event == DISPUTE_CREATED:
+            return await self._dispute(event.data)
         if event.event != CHARGE_SUCCESS:
             return EventOutcome.IGNORED, None
         try:
@@ -176,8 +190,23 @@ class StoredEvents:
             logger.warning("Paystack charge.success without a usable reference, amount or currency: %s", exc)
             return EventOutcome.IGNORED, f"charge.success data unusable: {exc}"
         outcome = await DepositStates(self.session, self.money).apply_report(report)
-        error = "no deposit has this reference" if outcome is DepositOutcome.UNKNOWN_REFERENCE else None
-        return _FROM_DEPOSIT[outcome], error
+        return _from_deposit(outcome)
+
+    async def _refund(self, data: Any) -> tuple[EventOutcome, str | None]:
+        try:
+            report = refund_report(data)
+        except ValueError as exc:
+            logger.error("Paystack refund.processed that cannot be applied: %s", exc)
+            return EventOutcome.IGNORED, f"refund.processed data unusable: {exc}"
+        return _from_deposit(await DepositRefunds(self.session, self.money).apply_refund(report))
+
+    async def _dispute(self, data: Any) -> tuple[EventOutcome, str | None]:
+        try:
+            reference = disputed_reference(data)
+        except ValueError as exc:
+            return EventOutcome.IGNORED, f"charge.dispute.create data unusable: {exc}"
+        dispute_id = str(data.get("id") or "") if isinstance(data, dict) else ""
+        return _from_deposit(await DepositRefunds(self.session, self.money).flag_dispute(reference, dispute_id))
 
     async def record_failure(self, event_id: UUID, error: BaseException, *, final: bool) -> None:
         """Note a failed processing attempt on the event; `final` marks it `failed` and flags it for review."""

@@ -7,7 +7,7 @@ from typing import Literal
 from app.domain.wallets.schemas import Amount
 from app.lib.schema import BaseStruct
 
-DepositState = Literal["pending", "success", "failed", "abandoned"]
+DepositState = Literal["pending", "success", "failed", "abandoned", "refunded"]
 
 
 class DepositRequest(BaseStruct):

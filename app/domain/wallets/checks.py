@@ -46,6 +46,8 @@ class LedgerReport:
 
 _IN_FLIGHT = m.SystemAccount.TRANSFERS_IN_FLIGHT.value
 _SUCCESS = m.DepositStatus.SUCCESS.value
+_CREDITED = [m.DepositStatus.SUCCESS.value, m.DepositStatus.REFUNDED.value]
+"""Deposit states whose wallet was credited (a refunded deposit was credited, then refunded)."""
 _PENDING = m.TransferStatus.PENDING.value
 
 
@@ -122,10 +124,10 @@ async def _deposits_credited_once(session: AsyncSession, report: LedgerReport) -
     for reference, status, amount, credited, credit in await _rows(
         session,
         f"SELECT coalesce(d.reference, j.reference), d.status, d.amount, j.id IS NOT NULL, {wallet_credit} "  # noqa: S608 - constant fragments only
-        "FROM (SELECT * FROM deposits WHERE status = :success) d "
+        "FROM (SELECT * FROM deposits WHERE status = ANY(CAST(:credited AS text[]))) d "
         "FULL JOIN (SELECT * FROM ledger_journals WHERE kind = :deposit) j ON j.reference = d.reference "
         f"WHERE d.id IS NULL OR j.id IS NULL OR d.amount IS DISTINCT FROM {wallet_credit} ORDER BY 1",
-        success=_SUCCESS,
+        credited=_CREDITED,
         deposit=m.JournalKind.DEPOSIT.value,
     ):
         if status is None:
@@ -225,25 +227,75 @@ async def _journals_are_known_and_caused(session: AsyncSession, report: LedgerRe
 async def _system_accounts_match_records(session: AsyncSession, report: LedgerReport) -> None:
     """Each system account holds exactly what the records that move it say (in-flight: see above).
 
-    `paystack` is where deposits come from: minus every successful deposit. Money cannot enter or leave a wallet
-    through it any other way without this failing.
+    `paystack` is where deposits come from and refunds go back to: minus every credited deposit, plus every
+    refund taken back. Money cannot enter or leave a wallet through it any other way without this failing.
     """
     held, expected, deposits = (
         await _rows(
             session,
             "SELECT (SELECT coalesce(sum(e.amount), 0) FROM ledger_entries e "
             "        JOIN ledger_accounts a ON a.id = e.account_id WHERE a.code = :paystack), "
-            "       -coalesce(sum(d.amount), 0), count(d.id) "
-            "FROM deposits d WHERE d.status = :success",
+            "       -coalesce(sum(d.amount), 0) + (SELECT coalesce(sum(r.amount), 0) FROM deposit_refunds r "
+            "                                       WHERE r.outcome = :debited), "
+            "       count(d.id) "
+            "FROM deposits d WHERE d.status = ANY(CAST(:credited AS text[]))",
             paystack=m.SystemAccount.PAYSTACK.value,
-            success=_SUCCESS,
+            credited=_CREDITED,
+            debited=m.RefundOutcome.DEBITED.value,
         )
     )[0]
     if held != expected:
         report.violations.append(
             f"account {m.SystemAccount.PAYSTACK.value} holds {held} but its records say {expected} "
-            f"(minus {deposits} successful deposits)"
+            f"(minus {deposits} credited deposits, plus their refunds)"
         )
+
+
+async def _refunds_match_journals(session: AsyncSession, report: LedgerReport) -> None:
+    """Every processed refund did exactly one thing: one `refund` journal taking its amount from the deposit's
+    wallet, or one review item saying why not; refunds never exceed the deposit, and a `refunded` deposit was
+    refunded in full."""
+    wallet_debit = (
+        "(SELECT sum(e.amount) FROM ledger_entries e JOIN wallets w ON w.ledger_account_id = e.account_id "
+        " WHERE e.journal_id = j.id AND w.id = d.wallet_id)"
+    )
+    for reference, outcome, amount, journal, debit in await _rows(
+        session,
+        f"SELECT coalesce(r.refund_reference, j.reference), r.outcome, r.amount, j.id, {wallet_debit} "  # noqa: S608 - constant fragments only
+        "FROM deposit_refunds r JOIN deposits d ON d.id = r.deposit_id "
+        "FULL JOIN (SELECT * FROM ledger_journals WHERE kind = :refund) j ON j.id = r.journal_id "
+        f"WHERE r.id IS NULL OR (r.outcome = :debited AND (j.id IS NULL OR j.reference <> r.refund_reference "
+        f"    OR {wallet_debit} IS DISTINCT FROM -r.amount)) ORDER BY 1",
+        refund=m.JournalKind.REFUND.value,
+        debited=m.RefundOutcome.DEBITED.value,
+    ):
+        if outcome is None:
+            report.violations.append(f"refund {reference}: refund journal without a recorded refund")
+        elif journal is None:
+            report.violations.append(f"refund {reference}: recorded as taken back but has no refund journal")
+        else:
+            report.violations.append(f"refund {reference}: took {debit} from the wallet instead of -{amount}")
+    for (reference,) in await _rows(
+        session,
+        "SELECT r.refund_reference FROM deposit_refunds r JOIN deposits d ON d.id = r.deposit_id "
+        "WHERE r.outcome = :uncovered AND NOT EXISTS (SELECT FROM review_items i WHERE i.kind = :review "
+        "AND i.reference = d.reference AND i.source = r.refund_reference) ORDER BY 1",
+        uncovered=m.RefundOutcome.UNCOVERED.value,
+        review=m.ReviewKind.REFUND_UNCOVERED.value,
+    ):
+        report.violations.append(f"refund {reference}: not taken back and not flagged for review")
+    for reference, status, amount, refunded in await _rows(
+        session,
+        "SELECT d.reference, d.status, d.amount, coalesce(sum(r.amount), 0) FROM deposits d "
+        "LEFT JOIN deposit_refunds r ON r.deposit_id = d.id AND r.outcome = :debited "
+        "GROUP BY d.id HAVING coalesce(sum(r.amount), 0) > d.amount "
+        "OR (d.status = :refunded) <> (coalesce(sum(r.amount), 0) = d.amount AND d.status IN (:refunded, :success)) "
+        "ORDER BY 1",
+        debited=m.RefundOutcome.DEBITED.value,
+        refunded=m.DepositStatus.REFUNDED.value,
+        success=_SUCCESS,
+    ):
+        report.violations.append(f"deposit {reference} ({status}, {amount}): {refunded} refunded")
 
 
 _CHECKS = (
@@ -254,6 +306,7 @@ _CHECKS = (
     _transfers_match_journals,
     _journals_are_known_and_caused,
     _system_accounts_match_records,
+    _refunds_match_journals,
 )
 
 

@@ -196,6 +196,57 @@ class LedgerService:
 
     # -- deposits ---------------------------------------------------------------------------------------
 
+    async def debit_refund(self, *, wallet_id: UUID, amount: int, refund_reference: str, actor: str) -> int | None:
+        """Take a refunded deposit's money back out of a wallet (wallet -> `paystack`), once per refund.
+
+        The debit's `WHERE` is the balance check, under the wallet's row lock: a wallet that no longer holds
+        `amount` is left alone. The caller records the refund with the journal in the same transaction.
+
+        Returns:
+            The `refund` journal's id, or None when the wallet holds less than `amount` (nothing moved).
+
+        Raises:
+            WalletNotFound: no wallet has this id.
+            ValueError: the amount is not positive, or this refund reference has a journal already.
+        """
+        if amount <= 0:
+            msg = f"a refund debit must be positive, got {amount}"
+            raise ValueError(msg)
+        debited = (
+            await self.session.execute(
+                update(m.Wallet)
+                .where(m.Wallet.id == wallet_id, m.Wallet.balance >= amount)
+                .values(balance=m.Wallet.balance - amount)
+                .returning(m.Wallet.ledger_account_id)
+                .execution_options(synchronize_session=False)
+            )
+        ).one_or_none()
+        if debited is None:
+            if await self.session.scalar(select(m.Wallet.id).where(m.Wallet.id == wallet_id)) is None:
+                raise WalletNotFound
+            return None
+        journal_id = await self.session.scalar(
+            pg_insert(m.LedgerJournal)
+            .values(kind=m.JournalKind.REFUND.value, reference=refund_reference)
+            .on_conflict_do_nothing(index_elements=["kind", "reference"])
+            .returning(m.LedgerJournal.id)
+        )
+        if journal_id is None:
+            msg = f"refund {refund_reference} has a journal already"
+            raise ValueError(msg)
+        paystack = await self._system_account(m.SystemAccount.PAYSTACK)
+        await self.session.execute(
+            insert(m.LedgerEntry),
+            [
+                {"journal_id": journal_id, "account_id": debited.ledger_account_id, "amount": -amount},
+                {"journal_id": journal_id, "account_id": paystack, "amount": amount},
+            ],
+        )
+        await audit.record(
+            self.session, actor=actor, action="deposit.refunded", subject=refund_reference, amount=amount
+        )
+        return int(journal_id)
+
     async def credit_deposit(self, *, wallet_id: UUID, amount: int, reference: str, actor: str) -> bool:
         """Credit a wallet from `paystack`, exactly once per deposit reference.
 

@@ -25,7 +25,7 @@ WalletNumber = Annotated[
     ),
 ]
 TransactionType = Literal["deposit", "transfer_in", "transfer_out"]
-TransactionStatus = Literal["pending", "success", "failed", "abandoned"]
+TransactionStatus = Literal["pending", "success", "failed", "abandoned", "refunded"]
 
 
 class TransferRequest(BaseStruct):

@@ -139,6 +139,49 @@ async def test_every_kind_of_damage_is_reported_on_its_own_line(scratch: AsyncEn
     assert report.summary().startswith("ledger check FAILED")
 
 
+async def test_refund_damage_is_named_a_journal_unrecorded_an_uncovered_refund_unflagged_a_partial_marked_refunded(
+    scratch: AsyncEngine,
+) -> None:
+    sessions = session_maker(scratch)
+    async with sessions() as session:
+        _, wallet = await sign_in(session, Identity(email="refunds@example.com"), "NGN")
+        deposit_id = await session.scalar(
+            insert(m.Deposit)
+            .values(reference="dep_refunded", wallet_id=wallet.id, amount=1_000, status="success")
+            .returning(m.Deposit.id)
+        )
+        ledger = LedgerService(session)
+        await ledger.credit_deposit(actor="test", wallet_id=wallet.id, amount=1_000, reference="dep_refunded")
+        # Taken back from the wallet with no refund recorded: money left with nothing to say why.
+        assert await ledger.debit_refund(wallet_id=wallet.id, amount=300, refund_reference="rf_unrecorded", actor="t")
+        # Recorded as not taken back, with no review item for an operator.
+        await session.execute(
+            insert(m.DepositRefund).values(
+                deposit_id=deposit_id, refund_reference="rf_silent", amount=200, currency="NGN", outcome="uncovered"
+            )
+        )
+        # Marked `refunded` though only 700 of its 1,000 went back.
+        journal = await ledger.debit_refund(wallet_id=wallet.id, amount=700, refund_reference="rf_full", actor="t")
+        await session.execute(
+            insert(m.DepositRefund).values(
+                deposit_id=deposit_id,
+                refund_reference="rf_full",
+                amount=700,
+                currency="NGN",
+                outcome="debited",
+                journal_id=journal,
+            )
+        )
+        await session.execute(text("UPDATE deposits SET status = 'refunded' WHERE id = :id"), {"id": deposit_id})
+        await session.commit()
+        lines = (await check_ledger(session)).violations
+
+    assert any("refund rf_unrecorded: refund journal without a recorded refund" in line for line in lines), lines
+    assert any("refund rf_silent: not taken back and not flagged for review" in line for line in lines), lines
+    assert any("deposit dep_refunded (refunded, 1000): 700 refunded" in line for line in lines), lines
+    assert any("account paystack holds 0 but its records say -300" in line for line in lines), lines
+
+
 async def test_a_balanced_journal_of_an_unknown_kind_that_creates_money_is_refused_and_named_by_the_check(
     scratch: AsyncEngine,
 ) -> None:

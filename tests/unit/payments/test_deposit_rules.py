@@ -71,8 +71,11 @@ def test_only_a_payment_of_the_initialised_amount_ever_credits_and_never_from_su
     )
 
 
-def test_a_success_deposit_never_moves_again_and_a_success_after_a_reversal_is_held_for_review() -> None:
-    assert not [pair for pair in TRANSITIONS if pair[0] is DepositStatus.SUCCESS]
+def test_a_success_deposit_moves_only_to_refunded_crediting_nothing_and_a_success_after_a_reversal_is_held() -> None:
+    assert {pair: t for pair, t in TRANSITIONS.items() if pair[0] is DepositStatus.SUCCESS} == {
+        (DepositStatus.SUCCESS, DepositEvent.REFUNDED_IN_FULL): Transition(DepositStatus.REFUNDED)
+    }
+    assert not [pair for pair in TRANSITIONS if pair[0] is DepositStatus.REFUNDED]
     assert TRANSITIONS[DepositStatus.REVERSED, DepositEvent.PAID] == Transition(
         DepositStatus.REVERSED, review=ReviewKind.SUCCESS_AFTER_REVERSAL
     )

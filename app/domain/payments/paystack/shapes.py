@@ -16,6 +16,8 @@ import msgspec
 from app.lib.storable import decode_untrusted_json, storable_text
 
 CHARGE_SUCCESS: Final = "charge.success"
+REFUND_PROCESSED: Final = "refund.processed"
+DISPUTE_CREATED: Final = "charge.dispute.create"
 MAX_REFERENCE_LENGTH: Final = 100
 
 
@@ -123,10 +125,76 @@ def event_head(raw_body: bytes) -> tuple[str, str | None]:
         head, data = _Event(event=event.event), event.data
     except msgspec.ValidationError:
         return "unreadable", None
-    reference = data.get("reference") if isinstance(data, dict) else None
+    reference = _referenced_transaction(data)
     if not isinstance(reference, str) or len(reference) > MAX_REFERENCE_LENGTH:
         reference = None
     return storable_text(head.event)[:100] or "unknown", storable_text(reference) if reference else None
+
+
+def _referenced_transaction(data: Any) -> object:
+    """The transaction an event is about: `reference` (charges), `transaction_reference` (refunds) or
+    `transaction.reference` (disputes)."""
+    if not isinstance(data, dict):
+        return None
+    transaction = data.get("transaction")
+    nested = transaction.get("reference") if isinstance(transaction, dict) else None
+    return data.get("reference") or data.get("transaction_reference") or nested
+
+
+@dataclass(frozen=True)
+class RefundReport:
+    """`refund.processed`: Paystack gave `amount` of the deposit `deposit_reference` back to the customer."""
+
+    deposit_reference: str
+    refund_reference: str
+    """Paystack's id of this refund: several partial refunds of one deposit each have their own."""
+    amount: int
+    currency: str
+
+
+def _short_text(value: object, name: str) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_REFERENCE_LENGTH:
+        msg = f"{name} missing or not a short string"
+        raise ValueError(msg)
+    return storable_text(value.strip())
+
+
+def refund_report(data: Any) -> RefundReport:
+    """A `refund.processed` event's data (Paystack sends its `amount` as a string of kobo).
+
+    Raises:
+        ValueError: a reference, the amount or the currency is missing or unusable.
+    """
+    if not isinstance(data, dict):
+        msg = "data is not an object"
+        raise ValueError(msg)
+    amount = data.get("amount")
+    if isinstance(amount, str) and amount.strip().isdigit():
+        amount = int(amount.strip())
+    if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
+        msg = f"amount {amount!r} is not a positive number of kobo"
+        raise ValueError(msg)
+    currency = data.get("currency")
+    if not isinstance(currency, str) or len(currency) != 3:
+        msg = f"currency {currency!r} is not a currency code"
+        raise ValueError(msg)
+    return RefundReport(
+        deposit_reference=_short_text(data.get("transaction_reference"), "transaction_reference"),
+        refund_reference=_short_text(data.get("refund_reference"), "refund_reference"),
+        amount=amount,
+        currency=currency.upper(),
+    )
+
+
+def disputed_reference(data: Any) -> str:
+    """The deposit reference a `charge.dispute.create` is about.
+
+    Raises:
+        ValueError: the event names no transaction reference.
+    """
+    return _short_text(_referenced_transaction(data), "transaction reference")
 
 
 def transaction_report(data: Any, source: ReportSource, *, status: object = None) -> PaymentReport:
