@@ -7,7 +7,6 @@ review, and beat re-enqueues it until `MAX_ATTEMPTS`. The rules: `docs/payments.
 
 from __future__ import annotations
 
-import enum
 import logging
 from collections import Counter
 from collections.abc import Collection, Sequence
@@ -19,19 +18,7 @@ from typing import TYPE_CHECKING, Any, Final
 from sqlalchemy import select, update
 
 from app.db import models as m
-from app.domain.payments.deposit_states import DepositOutcome, DepositStates
-from app.domain.payments.paystack import (
-    CHARGE_SUCCESS,
-    DISPUTE_CREATED,
-    REFUND_PROCESSED,
-    ReportSource,
-    TransactionStatus,
-    decode_event,
-    disputed_reference,
-    refund_report,
-    transaction_report,
-)
-from app.domain.payments.refunds import DepositRefunds
+from app.domain.payments.effects import EventOutcome, effect_of
 from app.domain.review.service import flag_for_review
 from app.lib.drain import Drain
 from app.lib.storable import storable_text
@@ -57,32 +44,7 @@ MAX_ERROR_LENGTH: Final = 2000
 FIRST_RETRY_SECONDS: Final = 2
 
 
-def _from_deposit(outcome: DepositOutcome) -> tuple[EventOutcome, str | None]:
-    error = "no deposit has this reference" if outcome is DepositOutcome.UNKNOWN_REFERENCE else None
-    return _FROM_DEPOSIT[outcome], error
-
-
-class EventOutcome(enum.StrEnum):
-    """What applying an event did: its new status, or why it was not applied."""
-
-    PROCESSED = m.WebhookEventStatus.PROCESSED.value
-    IGNORED = m.WebhookEventStatus.IGNORED.value
-    REVIEW = m.WebhookEventStatus.REVIEW.value
-    FAILED = m.WebhookEventStatus.FAILED.value
-    BUSY = "busy"
-    """Another worker holds the event right now."""
-    MISSING = "missing"
-    """No event has this id."""
-
-
 _FINAL: Final = frozenset({EventOutcome.PROCESSED, EventOutcome.IGNORED, EventOutcome.REVIEW})
-_FROM_DEPOSIT: Final = {
-    DepositOutcome.CREDITED: EventOutcome.PROCESSED,
-    DepositOutcome.MOVED: EventOutcome.PROCESSED,
-    DepositOutcome.UNCHANGED: EventOutcome.PROCESSED,
-    DepositOutcome.REVIEW: EventOutcome.REVIEW,
-    DepositOutcome.UNKNOWN_REFERENCE: EventOutcome.IGNORED,
-}
 
 
 @dataclass
@@ -155,7 +117,7 @@ class StoredEvents:
     async def _apply_locked(self, event: m.WebhookEvent) -> EventOutcome:
         if event.status in _FINAL:
             return EventOutcome(event.status)
-        outcome, error = await self._effect(event.raw_body)
+        outcome, error = await effect_of(self.session, self.money, event.raw_body)
         now = datetime.now(UTC)
         await self.session.execute(
             update(m.WebhookEvent)
@@ -171,42 +133,6 @@ class StoredEvents:
         )
         logger.info("Paystack event %s (%s, %s): %s", event.id, event.event_type, event.reference, outcome.value)
         return outcome
-
-    async def _effect(self, raw_body: bytes) -> tuple[EventOutcome, str | None]:
-        """The event's effect, in the current transaction: its outcome and why, when it is not processed."""
-        try:
-            event = decode_event(raw_body)
-        except ValueError as exc:
-            return EventOutcome.IGNORED, f"not a Paystack event: {exc}"
-        if event.event == REFUND_PROCESSED:
-            return await self._refund(event.data)
-        if event.event == DISPUTE_CREATED:
-            return await self._dispute(event.data)
-        if event.event != CHARGE_SUCCESS:
-            return EventOutcome.IGNORED, None
-        try:
-            report = transaction_report(event.data, ReportSource.WEBHOOK, status=TransactionStatus.SUCCESS)
-        except ValueError as exc:
-            logger.warning("Paystack charge.success without a usable reference, amount or currency: %s", exc)
-            return EventOutcome.IGNORED, f"charge.success data unusable: {exc}"
-        outcome = await DepositStates(self.session, self.money).apply_report(report)
-        return _from_deposit(outcome)
-
-    async def _refund(self, data: Any) -> tuple[EventOutcome, str | None]:
-        try:
-            report = refund_report(data)
-        except ValueError as exc:
-            logger.error("Paystack refund.processed that cannot be applied: %s", exc)
-            return EventOutcome.IGNORED, f"refund.processed data unusable: {exc}"
-        return _from_deposit(await DepositRefunds(self.session, self.money).apply_refund(report))
-
-    async def _dispute(self, data: Any) -> tuple[EventOutcome, str | None]:
-        try:
-            reference = disputed_reference(data)
-        except ValueError as exc:
-            return EventOutcome.IGNORED, f"charge.dispute.create data unusable: {exc}"
-        dispute_id = str(data.get("id") or "") if isinstance(data, dict) else ""
-        return _from_deposit(await DepositRefunds(self.session, self.money).flag_dispute(reference, dispute_id))
 
     async def record_failure(self, event_id: UUID, error: BaseException, *, final: bool) -> None:
         """Note a failed processing attempt on the event; `final` marks it `failed` and flags it for review."""

@@ -196,6 +196,17 @@ class LedgerService:
 
     # -- deposits ---------------------------------------------------------------------------------------
 
+    async def _new_journal(self, kind: m.JournalKind, reference: str) -> int | None:
+        """A journal of `kind` for `reference`, or None when one exists: UNIQUE(kind, reference) makes each
+        deposit credit and each refund happen once."""
+        journal_id: int | None = await self.session.scalar(
+            pg_insert(m.LedgerJournal)
+            .values(kind=kind.value, reference=reference)
+            .on_conflict_do_nothing(index_elements=["kind", "reference"])
+            .returning(m.LedgerJournal.id)
+        )
+        return journal_id
+
     async def debit_refund(self, *, wallet_id: UUID, amount: int, refund_reference: str, actor: str) -> int | None:
         """Take a refunded deposit's money back out of a wallet (wallet -> `paystack`), once per refund.
 
@@ -225,12 +236,7 @@ class LedgerService:
             if await self.session.scalar(select(m.Wallet.id).where(m.Wallet.id == wallet_id)) is None:
                 raise WalletNotFound
             return None
-        journal_id = await self.session.scalar(
-            pg_insert(m.LedgerJournal)
-            .values(kind=m.JournalKind.REFUND.value, reference=refund_reference)
-            .on_conflict_do_nothing(index_elements=["kind", "reference"])
-            .returning(m.LedgerJournal.id)
-        )
+        journal_id = await self._new_journal(m.JournalKind.REFUND, refund_reference)
         if journal_id is None:
             msg = f"refund {refund_reference} has a journal already"
             raise ValueError(msg)
@@ -245,7 +251,7 @@ class LedgerService:
         await audit.record(
             self.session, actor=actor, action="deposit.refunded", subject=refund_reference, amount=amount
         )
-        return int(journal_id)
+        return journal_id
 
     async def credit_deposit(self, *, wallet_id: UUID, amount: int, reference: str, actor: str) -> bool:
         """Credit a wallet from `paystack`, exactly once per deposit reference.
@@ -270,12 +276,7 @@ class LedgerService:
         )
         if account_id is None:
             raise WalletNotFound
-        journal_id = await self.session.scalar(
-            pg_insert(m.LedgerJournal)
-            .values(kind=m.JournalKind.DEPOSIT.value, reference=reference)
-            .on_conflict_do_nothing(index_elements=["kind", "reference"])
-            .returning(m.LedgerJournal.id)
-        )
+        journal_id = await self._new_journal(m.JournalKind.DEPOSIT, reference)
         if journal_id is None:
             return False
         paystack = await self._system_account(m.SystemAccount.PAYSTACK)
