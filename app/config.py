@@ -168,6 +168,11 @@ class MoneySettings:
     """Under load (a batch of more than one), the pause before the next batch, so that batches grow with load."""
     stale_transfer_seconds: int = env("STALE_TRANSFER_SECONDS", 30)
     """Beat re-enqueues settlement for transfers pending longer than this."""
+    withdrawal_daily_limit: int = env("WITHDRAWAL_DAILY_LIMIT", 0)
+    """Kobo a user may withdraw per UTC day (pending, processing and successful withdrawals count); 0: no limit."""
+    withdrawal_check_after_seconds: int = env("WITHDRAWAL_CHECK_AFTER_SECONDS", 300)
+    """Beat looks again at withdrawals with no outcome after this long: a lost payout task is sent again, and a
+    transfer Paystack accepted is verified by reference."""
 
 
 @dataclass(frozen=True)

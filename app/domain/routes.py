@@ -9,7 +9,7 @@ from app.domain.keys.controllers import ApiKeyController
 from app.domain.payments.controllers import PaymentsController
 from app.domain.system.controllers import SystemController
 from app.domain.wallets.controllers import WalletController
-from app.domain.withdrawals.controllers import BanksController
+from app.domain.withdrawals.controllers import BanksController, WithdrawalsController
 
 if TYPE_CHECKING:
     from litestar.types import ControllerRouterHandler
@@ -21,4 +21,5 @@ ROUTE_HANDLERS: list[ControllerRouterHandler] = [
     WalletController,
     PaymentsController,
     BanksController,
+    WithdrawalsController,
 ]

@@ -75,6 +75,16 @@ class SelfTransfer(WalletError):
     default_detail = "A wallet cannot transfer to itself."
 
 
+class BankAccountInvalid(WalletError):
+    error_code = "BANK_ACCOUNT_INVALID"
+    default_detail = "Paystack cannot resolve this account number at this bank."
+
+
+class LimitExceeded(WalletError):
+    error_code = "LIMIT_EXCEEDED"
+    default_detail = "This withdrawal would exceed your daily withdrawal limit."
+
+
 class ApiKeyLimitReached(WalletError):
     error_code = "API_KEY_LIMIT_REACHED"
     default_detail = "A user can have at most 5 active API keys."
@@ -159,6 +169,11 @@ class TransactionNotFound(NotFound):
 class ApiKeyNotFound(NotFound):
     error_code = "API_KEY_NOT_FOUND"
     default_detail = "API key not found."
+
+
+class WithdrawalNotFound(NotFound):
+    error_code = "WITHDRAWAL_NOT_FOUND"
+    default_detail = "Withdrawal not found."
 
 
 class IdempotencyKeyInUse(WalletError):

@@ -65,7 +65,12 @@ async def ensure_migrated(database_url: str) -> bool:
                 return False
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
+            # Committed before the lock is released: the next start-up in line must read the new revision.
+            connection.commit()
             return True
+        except BaseException:
+            connection.rollback()
+            raise
         finally:
             connection.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": MIGRATION_LOCK_ID})
 

@@ -32,6 +32,8 @@ class TaskName(enum.StrEnum):
     REQUEUE_UNFINISHED_WEBHOOKS = "tasks.payments.requeue_unprocessed_webhooks"
     VERIFY_DEPOSIT = "tasks.payments.verify_deposit"
     VERIFY_STALE_DEPOSITS = "tasks.payments.verify_stale_deposits"
+    PAY_OUT = "tasks.withdrawals.pay_out"
+    CHECK_STALE_WITHDRAWALS = "tasks.withdrawals.check_stale_withdrawals"
     SWEEP_EXPIRED_KEYS = "tasks.keys.sweep_expired_keys"
     PURGE_IDEMPOTENCY_RECORDS = "tasks.idempotency.purge_expired_records"
 
@@ -59,6 +61,7 @@ BEAT_SCHEDULE: dict[TaskName, timedelta] = {
     TaskName.PURGE_IDEMPOTENCY_RECORDS: timedelta(hours=1),
     TaskName.VERIFY_STALE_DEPOSITS: timedelta(minutes=1),
     TaskName.REQUEUE_UNFINISHED_WEBHOOKS: timedelta(minutes=1),
+    TaskName.CHECK_STALE_WITHDRAWALS: timedelta(minutes=1),
 }
 """Beat's sweeps: what recovers work whose message was lost (Postgres is the record of pending work)."""
 

@@ -1,10 +1,13 @@
 """A stateful stand-in for Paystack, served over real HTTP on loopback, for tests and the benchmark.
 
-It answers `POST /transaction/initialize` and `GET /transaction/verify/{reference}` the way Paystack does,
-keeps each transaction's state, lets a test inject 5xx answers and slow answers, and builds and delivers
-signed `charge.success` webhooks. Every request it receives and every answer it gives is validated against
-Paystack's official OpenAPI description; a violation is recorded in `validation_errors` and answered 500,
-so a test that talks to Paystack wrongly (or a stand-in that answers wrongly) cannot pass unnoticed.
+It answers `POST /transaction/initialize`, `GET /transaction/verify/{reference}` and `GET /bank` the way
+Paystack does, and the payout path too: `GET /bank/resolve`, `POST /transferrecipient`, `POST /transfer` and
+`GET /transfer/verify/{reference}`. It keeps each transaction's, recipient's and transfer's state, lets a test
+inject 5xx answers, slow answers and Paystack's refusals (unresolvable account, insufficient balance, OTP
+required, ...), and builds and delivers signed `charge.success` and `transfer.*` webhooks. Every request it
+receives and every answer it gives is validated against Paystack's official OpenAPI description; a violation
+is recorded in `validation_errors` and answered 500, so a test that talks to Paystack wrongly (or a stand-in
+that answers wrongly) cannot pass unnoticed.
 
 Example:
     ```python
@@ -24,8 +27,10 @@ import asyncio
 import contextlib
 import copy
 import json
+import re
 import secrets
 import socket
+import string
 import threading
 import time
 from dataclasses import dataclass, field
@@ -66,6 +71,18 @@ _GATEWAY_RESPONSES: Final = {
     "abandoned": "The transaction was not completed",
     "reversed": "Reversed",
 }
+
+TRANSFER_STATUSES: Final = frozenset(
+    {"pending", "success", "failed", "otp", "abandoned", "reversed", "blocked", "rejected", "received"}
+)
+TRANSFER_ANSWERS: Final = frozenset({"pending", "success", "failed", "otp", "insufficient_balance"})
+"""What `POST /transfer` may be told to answer (see `PaystackStandIn.set_next_transfer_answers`)."""
+TRANSFER_EVENTS: Final = {"transfer.success": "success", "transfer.failed": "failed", "transfer.reversed": "reversed"}
+"""The transfer webhooks `build_transfer_event` builds, with the `data.status` each carries."""
+
+_INTEGRATION_ID: Final = 100_043
+_ACCOUNT_NUMBER: Final = re.compile(r"[0-9]{10}")
+"""A NUBAN: exactly ten ASCII digits (`str.isdigit` would also accept other scripts' digits)."""
 
 _spec_lock = threading.Lock()
 _spec: OpenAPI | None = None
@@ -110,6 +127,24 @@ class StandInTransaction:
     paid_at: str | None = None
     customer_name: tuple[str | None, str | None] = (None, None)
     """What the customer typed at checkout (first and last name), echoed in verify answers and webhooks."""
+
+
+@dataclass
+class StandInTransfer:
+    """The stand-in's state of one transfer (a payout from the balance to a transfer recipient)."""
+
+    id: int
+    transfer_code: str
+    reference: str
+    amount: int
+    currency: str
+    recipient_code: str
+    reason: str
+    status: str
+    created_at: str
+    updated_at: str
+    transferred_at: str | None = None
+    """When the money left, for a transfer that reached `success`."""
 
 
 @dataclass
@@ -186,6 +221,26 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
+def _paystack_code(prefix: str) -> str:
+    """A code in Paystack's style, e.g. `RCP_1a2b3c4d5e6f7g8`: a prefix and 15 lowercase alphanumerics."""
+    alphabet = string.ascii_lowercase + string.digits
+    return prefix + "".join(secrets.choice(alphabet) for _ in range(15))
+
+
+def _refusal(status: int, message: str, next_step: str, error_type: str = "validation_error") -> _Answer:
+    """A Paystack error answer in the spec's `Error` shape.
+
+    Paystack also sends a `code` (e.g. `invalid_bank_code`), but the spec's `Error.code` is an enum of error
+    *types* (validation_error, ...) that real codes break, so it is left out. The 4xx answers of the payout
+    paths fall under `default`, which declares no content, so openapi-core checks nothing in them: the shape
+    is kept by hand, for clients that read `message` and `type`.
+    """
+    return _Answer(
+        status,
+        {"status": False, "message": message, "meta": {"nextStep": next_step}, "type": error_type},
+    )
+
+
 def _describe(exc: BaseException) -> str:
     """An openapi-core error with its causes: the top-level message alone rarely names the field."""
     parts = [f"{type(exc).__name__}: {exc}"]
@@ -239,14 +294,27 @@ class PaystackStandIn:
         self._transactions: dict[str, StandInTransaction] = {}
         self._customers: dict[str, int] = {}
         self._next_id = 1_000_000
-        self._failures: list[tuple[int, str | None]] = []
+        self._failures: list[tuple[int, bool, str | None]] = []
         self._delays: list[tuple[float, bool, str | None]] = []
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._release = asyncio.Event()
         self.banks: list[dict[str, Any]] = [_bank(*bank) for bank in STANDIN_BANKS]
-        """What `GET /bank` lists; a test may change it."""
+        """What `GET /bank` lists, and the banks `GET /bank/resolve` and recipients know; a test may change it."""
+        self.account_names: dict[tuple[str, str], str] = {}
+        """(bank code, account number) -> the name `GET /bank/resolve` reports; `STAND-IN ACCOUNT <last 4>`
+        for an account not listed."""
+        self.unresolvable_accounts: set[str] = set()
+        """Account numbers `GET /bank/resolve` cannot resolve (422), as for a closed or mistyped account."""
+        self.refused_recipient_accounts: set[str] = set()
+        """Account numbers `POST /transferrecipient` refuses with 400 `Account number is invalid`."""
+        self.recipients: dict[str, dict[str, Any]] = {}
+        """Recipient code -> the recipient as `POST /transferrecipient` answered it."""
+        self.transfer_answers: list[str] = []
+        """What the next initiations answer, one each, first first (see `set_next_transfer_answers`)."""
+        self._default_transfer_answer = "pending"
+        self._transfers: dict[str, StandInTransfer] = {}
 
     # Lifecycle
 
@@ -314,12 +382,20 @@ class PaystackStandIn:
         self.stop()
 
     def reset(self) -> None:
-        """Forget transactions, recorded requests, validation errors and pending faults; release held requests.
+        """Forget transactions, recipients, transfers, recorded requests, validation errors, pending faults and
+        the payout knobs (`banks` stays as it is); release held requests.
 
         Lets one running stand-in serve many tests (starting and stopping one costs about 0.2 s).
         """
         with self._lock:
             self._transactions.clear()
+            self._transfers.clear()
+            self.recipients.clear()
+            self.account_names.clear()
+            self.unresolvable_accounts.clear()
+            self.refused_recipient_accounts.clear()
+            self.transfer_answers.clear()
+            self._default_transfer_answer = "pending"
             self.requests.clear()
             self.validation_errors.clear()
             self._failures.clear()
@@ -382,17 +458,102 @@ class PaystackStandIn:
             if metadata is not None:
                 transaction.metadata = metadata
 
-    def fail_next(self, n: int, status_code: int = 500, *, path: str | None = None) -> None:
-        """Answer the next `n` requests with `status_code` (a 5xx by default) without acting on them.
+    @property
+    def default_transfer_answer(self) -> str:
+        """What an initiation answers once `transfer_answers` is used up: `pending` unless a test changes it
+        (to one of `TRANSFER_ANSWERS`)."""
+        return self._default_transfer_answer
+
+    @default_transfer_answer.setter
+    def default_transfer_answer(self, answer: str) -> None:
+        _check_transfer_answers((answer,))
+        self._default_transfer_answer = answer
+
+    def set_next_transfer_answers(self, *answers: str) -> None:
+        """Make the next initiations (`POST /transfer`) answer `answers`, one each, in order; later ones answer
+        `default_transfer_answer`. Replaces answers still queued.
+
+        Args:
+            answers: Each one of:
+                `pending`, `success`, `failed`: the transfer is created with that status, answered 200.
+                `otp`: created with status `otp`, answered 200 `Transfer requires OTP to continue` (an account
+                    with transfer OTPs enabled).
+                `insufficient_balance`: nothing is created; answered 400 `Your balance is not enough to fulfil
+                    this request`.
+
+        Raises:
+            ValueError: If an answer is none of these.
+        """
+        _check_transfer_answers(answers)
+        with self._lock:
+            self.transfer_answers[:] = answers
+
+    def transfer(self, reference: str) -> StandInTransfer:
+        """A copy of the stand-in's state of the transfer `reference`.
+
+        Raises:
+            KeyError: If no transfer has this reference.
+        """
+        with self._lock:
+            return copy.deepcopy(self._transfers[reference])
+
+    def set_transfer_status(self, reference: str, status: str) -> None:
+        """Change what `GET /transfer/verify` reports for `reference`, as if the bank had acted on it.
+
+        Webhooks are separate: `build_transfer_event` and `deliver_webhook` send the matching one.
+
+        Args:
+            reference: An initiated transfer.
+            status: One of Paystack's transfer statuses (`TRANSFER_STATUSES`); `success` also sets
+                `transferred_at`.
+
+        Raises:
+            KeyError: If no transfer has this reference.
+            ValueError: If `status` is not a Paystack transfer status.
+        """
+        if status not in TRANSFER_STATUSES:
+            msg = f"unknown Paystack transfer status {status!r}"
+            raise ValueError(msg)
+        with self._lock:
+            transfer = self._transfers[reference]
+            transfer.status = status
+            transfer.updated_at = _now()
+            if status == "success" and transfer.transferred_at is None:
+                transfer.transferred_at = transfer.updated_at
+
+    def transfer_initiations(self, reference: str) -> int:
+        """How many `POST /transfer` requests carried `reference`, whatever they were answered (created,
+        refused as a duplicate, failed by `fail_next`, ...): what "initiated exactly once" is asserted on."""
+        with self._lock:
+            return sum(
+                1
+                for request in self.requests
+                if request.method == "POST"
+                and request.path == "/transfer"
+                and isinstance(request.json, dict)
+                and request.json.get("reference") == reference
+            )
+
+    def recipient_count(self) -> int:
+        """How many transfer recipients exist (a duplicate account retrieves its recipient: no new one)."""
+        with self._lock:
+            return len(self.recipients)
+
+    def fail_next(
+        self, n: int, status_code: int = 500, *, after_processing: bool = False, path: str | None = None
+    ) -> None:
+        """Answer the next `n` requests with `status_code` (a 5xx by default), without acting on them.
 
         Args:
             n: How many requests to fail.
             status_code: The HTTP status to answer.
+            after_processing: Act on the request, then answer the failure anyway (a 5xx from a proxy or a
+                crash after Paystack made the transfer: the client cannot tell it happened).
             path: Fail only requests to this path (e.g. `/transaction/verify/<reference>`), leaving other
                 traffic to a shared stand-in alone; by default any request.
         """
         with self._lock:
-            self._failures.extend([(status_code, path)] * n)
+            self._failures.extend([(status_code, after_processing, path)] * n)
 
     def delay_next(self, n: int, seconds: float, *, after_processing: bool = False, path: str | None = None) -> None:
         """Hold the next `n` requests for `seconds`, to make clients time out.
@@ -478,6 +639,66 @@ class PaystackStandIn:
         event["data"]["domain"] = "test"
         return json.dumps(event, separators=(",", ":")).encode()
 
+    def build_transfer_event(self, reference: str, event: str, *, reason: str | None = None) -> bytes:
+        """A `transfer.success`, `transfer.failed` or `transfer.reversed` body from Paystack's documented example.
+
+        For a transfer the stand-in knows, id, transfer code, amount, currency, narration (`reason`),
+        timestamps and recipient come from it; otherwise only the reference is replaced in the example.
+        `data.status` matches the event. The stand-in's own state is not changed: call
+        `set_transfer_status(reference, ...)` too if verify should agree.
+
+        Args:
+            reference: The transfer's reference.
+            event: The event type, one of `TRANSFER_EVENTS`.
+            reason: Why the transfer failed or was reversed, sent as `data.gateway_response` (`data.reason`
+                stays the narration given at initiation, as in Paystack's events).
+
+        Returns:
+            The raw JSON body, ready to sign and send.
+
+        Raises:
+            ValueError: If `event` is not a transfer event.
+        """
+        if event not in TRANSFER_EVENTS:
+            msg = f"unknown transfer event {event!r}: expected one of {sorted(TRANSFER_EVENTS)}"
+            raise ValueError(msg)
+        body = json.loads((EVENTS_DIR / f"{event}.json").read_text(encoding="utf-8"))
+        data = body["data"]
+        with self._lock:
+            known = copy.deepcopy(self._transfers.get(reference))
+            recipient = copy.deepcopy(self.recipients.get(known.recipient_code)) if known is not None else None
+        status = TRANSFER_EVENTS[event]
+        data["reference"] = reference
+        data["status"] = status
+        data["domain"] = "test"
+        if known is not None:
+            data |= {
+                "id": known.id,
+                "transfer_code": known.transfer_code,
+                "amount": known.amount,
+                "currency": known.currency,
+                "reason": known.reason,
+            }
+            # The examples disagree on the timestamps' spelling (createdAt or created_at): keep each one's own.
+            for camel, snake, value in (
+                ("createdAt", "created_at", known.created_at),
+                ("updatedAt", "updated_at", known.updated_at),
+            ):
+                data[camel if camel in data else snake] = value
+            # Sent money has left (success) or left and come back (reversed); failed money never left.
+            if status == "success":
+                data["transferred_at"] = known.transferred_at or _now()
+            else:
+                data["transferred_at"] = known.transferred_at if status == "reversed" else None
+        if recipient is not None:
+            data["recipient"] |= {
+                key: recipient[key] for key in ("id", "name", "recipient_code", "type", "currency", "details")
+            }
+            data["recipient"]["domain"] = "test"
+        if reason is not None:
+            data["gateway_response"] = reason
+        return json.dumps(body, separators=(",", ":")).encode()
+
     async def deliver_webhook(
         self,
         app_base_url: str,
@@ -561,7 +782,7 @@ class PaystackStandIn:
                 return self._invalid("request", request, errors)
         if delay is not None and not delay[1]:
             await self._hold(delay[0])
-        if failure is not None:
+        if failure is not None and not failure[1]:
             return _Answer(failure[0], {"status": False, "message": "An error occurred"})
 
         if authorization != f"Bearer {self.secret_key}":
@@ -572,11 +793,22 @@ class PaystackStandIn:
             answer = self._verify(request.path.removeprefix("/transaction/verify/"))
         elif request.method == "get" and request.path == "/bank":
             answer = self._banks(request.parameters.query.get("currency", "NGN"))
+        elif request.method == "get" and request.path == "/bank/resolve":
+            query = request.parameters.query
+            answer = self._resolve(query.get("account_number", ""), query.get("bank_code", ""))
+        elif request.method == "post" and request.path == "/transferrecipient":
+            answer = self._create_recipient(parsed if isinstance(parsed, dict) else {})
+        elif request.method == "post" and request.path == "/transfer":
+            answer = self._initiate_transfer(parsed if isinstance(parsed, dict) else {})
+        elif request.method == "get" and request.path.startswith("/transfer/verify/"):
+            answer = self._verify_transfer(request.path.removeprefix("/transfer/verify/"))
         else:
             answer = _Answer(HTTPStatus.NOT_FOUND, {"status": False, "message": "Not found"})
 
         if delay is not None and delay[1]:
             await self._hold(delay[0])
+        if failure is not None:
+            return _Answer(failure[0], {"status": False, "message": "An error occurred"})
         return answer
 
     async def _hold(self, seconds: float) -> None:
@@ -634,6 +866,173 @@ class PaystackStandIn:
         listed = [bank for bank in self.banks if bank["currency"] == currency]
         return _Answer(HTTPStatus.OK, {"status": True, "message": "Banks retrieved", "data": listed})
 
+    def _listed_bank(self, bank_code: str) -> dict[str, Any] | None:
+        """The bank with `bank_code` in `banks`, unless unknown or flagged deleted."""
+        return next((bank for bank in self.banks if bank["code"] == bank_code and not bank["is_deleted"]), None)
+
+    def _account_name(self, bank_code: str, account_number: str) -> str:
+        return self.account_names.get((bank_code, account_number), f"STAND-IN ACCOUNT {account_number[-4:]}")
+
+    def _resolve(self, account_number: str, bank_code: str) -> _Answer:
+        # The query values are read as sent (strings): the spec types them as integers, which openapi-core
+        # casts only to validate, so a leading zero (`0123456789`, `058`) reaches here intact.
+        with self._lock:
+            bank = self._listed_bank(bank_code)
+            resolvable = (
+                bank is not None
+                and _ACCOUNT_NUMBER.fullmatch(account_number) is not None
+                and account_number not in self.unresolvable_accounts
+            )
+            name = self._account_name(bank_code, account_number)
+        if bank is None or not resolvable:
+            return _refusal(
+                HTTPStatus.UNPROCESSABLE_ENTITY,
+                "Could not resolve account name. Check parameters or try again.",
+                "Ensure that you're passing the correct bank code and account number",
+            )
+        return _Answer(
+            HTTPStatus.OK,
+            {
+                "status": True,
+                "message": "Account number resolved",
+                "data": {"account_number": account_number, "account_name": name, "bank_id": bank["id"]},
+            },
+        )
+
+    def _create_recipient(self, body: dict[str, Any]) -> _Answer:
+        account_number = str(body.get("account_number", ""))
+        bank_code = str(body.get("bank_code", ""))
+        with self._lock:
+            if account_number in self.refused_recipient_accounts or _ACCOUNT_NUMBER.fullmatch(account_number) is None:
+                return _refusal(
+                    HTTPStatus.BAD_REQUEST,
+                    "Account number is invalid",
+                    "Ensure that you're passing the correct bank code and account number",
+                )
+            bank = self._listed_bank(bank_code)
+            if bank is None:
+                return _refusal(
+                    HTTPStatus.BAD_REQUEST,
+                    f"Unknown bank code: {bank_code}",
+                    "Use a bank code from the List Banks endpoint",
+                )
+            # "A duplicate account number will lead to the retrieval of the existing record."
+            recipient = next(
+                (
+                    existing
+                    for existing in self.recipients.values()
+                    if (existing["details"]["bank_code"], existing["details"]["account_number"])
+                    == (bank_code, account_number)
+                ),
+                None,
+            )
+            if recipient is None:
+                self._next_id += 1
+                now = _now()
+                recipient = {
+                    "active": True,
+                    "createdAt": now,
+                    "currency": body.get("currency") or bank["currency"],
+                    # Paystack sends null for these when not given, but the spec types them as plain strings.
+                    "description": str(body.get("description") or ""),
+                    "domain": "test",
+                    "email": "",
+                    "id": self._next_id,
+                    "integration": _INTEGRATION_ID,
+                    "metadata": body.get("metadata"),
+                    "name": str(body.get("name", "")),
+                    "recipient_code": _paystack_code("RCP_"),
+                    "type": body.get("type", "nuban"),
+                    "updatedAt": now,
+                    "is_deleted": False,
+                    "isDeleted": False,
+                    "details": {
+                        "authorization_code": None,
+                        "account_number": account_number,
+                        "account_name": self._account_name(bank_code, account_number),
+                        "bank_code": bank_code,
+                        "bank_name": bank["name"],
+                    },
+                }
+                self.recipients[recipient["recipient_code"]] = recipient
+            recipient = copy.deepcopy(recipient)
+        return _Answer(
+            HTTPStatus.CREATED,
+            {"status": True, "message": "Transfer recipient created successfully", "data": recipient},
+        )
+
+    def _initiate_transfer(self, body: dict[str, Any]) -> _Answer:
+        reference = str(body.get("reference", ""))
+        with self._lock:
+            recipient = self.recipients.get(str(body.get("recipient", "")))
+            if recipient is None:
+                return _refusal(
+                    HTTPStatus.BAD_REQUEST,
+                    "Recipient specified is invalid",
+                    "Create the transfer recipient first, and pass its recipient code",
+                )
+            if reference in self._transfers:
+                # What makes a retried initiation safe: Paystack refuses the reference and creates nothing.
+                return _refusal(
+                    HTTPStatus.BAD_REQUEST,
+                    "Transfer reference already exists",
+                    "Verify the transfer with this reference, or initiate a new one with a new reference",
+                )
+            outcome = self.transfer_answers.pop(0) if self.transfer_answers else self._default_transfer_answer
+            if outcome not in TRANSFER_ANSWERS:
+                # Only a test appending to `transfer_answers` directly gets here; make its mistake loud.
+                self.validation_errors.append(f"stand-in: unknown transfer answer {outcome!r} in transfer_answers")
+                return _Answer(
+                    HTTPStatus.INTERNAL_SERVER_ERROR,
+                    {"status": False, "message": f"stand-in: unknown transfer answer {outcome!r}"},
+                    invalid=True,
+                )
+            if outcome == "insufficient_balance":
+                return _refusal(
+                    HTTPStatus.BAD_REQUEST,
+                    "Your balance is not enough to fulfil this request",
+                    "Top up your balance and try again",
+                    error_type="api_error",
+                )
+            self._next_id += 1
+            now = _now()
+            transfer = StandInTransfer(
+                id=self._next_id,
+                transfer_code=_paystack_code("TRF_"),
+                reference=reference,
+                amount=body.get("amount", 0),
+                currency=body.get("currency") or "NGN",
+                recipient_code=recipient["recipient_code"],
+                reason=str(body.get("reason") or ""),
+                status=outcome,
+                created_at=now,
+                updated_at=now,
+                transferred_at=now if outcome == "success" else None,
+            )
+            self._transfers[reference] = transfer
+            data = _transfer_data(transfer) | {
+                "transfersessionid": [],
+                "transfertrials": [],
+                "request": transfer.id + 7_000_000,
+                "recipient": recipient["id"],
+            }
+        message = "Transfer requires OTP to continue" if outcome == "otp" else "Transfer has been queued"
+        return _Answer(HTTPStatus.OK, {"status": True, "message": message, "data": data})
+
+    def _verify_transfer(self, reference: str) -> _Answer:
+        with self._lock:
+            transfer = copy.deepcopy(self._transfers.get(reference))
+            recipient = copy.deepcopy(self.recipients.get(transfer.recipient_code)) if transfer is not None else None
+        if transfer is None or recipient is None:
+            return _Answer(HTTPStatus.NOT_FOUND, {"status": False, "message": "Transfer not found"})
+        sent = transfer.status in {"success", "reversed"}
+        data = _transfer_data(transfer) | {
+            "recipient": recipient,
+            "session": {"provider": "nip" if sent else None, "id": f"{transfer.id:030d}" if sent else None},
+            "gateway_response": None,
+        }
+        return _Answer(HTTPStatus.OK, {"status": True, "message": "Transfer retrieved", "data": data})
+
     def _verify(self, reference: str) -> _Answer:
         with self._lock:
             transaction = copy.deepcopy(self._transactions.get(reference))
@@ -676,7 +1075,7 @@ class PaystackStandIn:
         )
 
 
-_Fault = TypeVar("_Fault", tuple[int, str | None], tuple[float, bool, str | None])
+_Fault = TypeVar("_Fault", tuple[int, bool, str | None], tuple[float, bool, str | None])
 
 
 def _take_fault(faults: list[_Fault], path: str) -> _Fault | None:
@@ -685,6 +1084,35 @@ def _take_fault(faults: list[_Fault], path: str) -> _Fault | None:
         if fault[-1] is None or fault[-1] == path:
             return faults.pop(index)
     return None
+
+
+def _check_transfer_answers(answers: tuple[str, ...]) -> None:
+    unknown = [answer for answer in answers if answer not in TRANSFER_ANSWERS]
+    if unknown:
+        msg = f"unknown transfer answers {unknown!r}: expected some of {sorted(TRANSFER_ANSWERS)}"
+        raise ValueError(msg)
+
+
+def _transfer_data(transfer: StandInTransfer) -> dict[str, Any]:
+    """The fields an initiation answer and a verify answer share, as the official description requires them."""
+    return {
+        "amount": transfer.amount,
+        "createdAt": transfer.created_at,
+        "currency": transfer.currency,
+        "domain": "test",
+        "failures": None,
+        "id": transfer.id,
+        "integration": _INTEGRATION_ID,
+        "reason": transfer.reason,
+        "reference": transfer.reference,
+        "source": "balance",
+        "source_details": None,
+        "status": transfer.status,
+        "titan_code": None,
+        "transfer_code": transfer.transfer_code,
+        "transferred_at": transfer.transferred_at,
+        "updatedAt": transfer.updated_at,
+    }
 
 
 def _verify_data(transaction: StandInTransaction) -> dict[str, Any]:

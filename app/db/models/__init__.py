@@ -14,6 +14,7 @@ from app.db.models._transfer import Transfer, TransferStatus
 from app.db.models._user import User
 from app.db.models._wallet import Wallet
 from app.db.models._webhook_event import WebhookEvent, WebhookEventStatus
+from app.db.models._withdrawal import TransferRecipient, Withdrawal, WithdrawalStatus
 
 __all__ = (
     "ApiKey",
@@ -35,9 +36,12 @@ __all__ = (
     "RevokedToken",
     "SystemAccount",
     "Transfer",
+    "TransferRecipient",
     "TransferStatus",
     "User",
     "Wallet",
     "WebhookEvent",
     "WebhookEventStatus",
+    "Withdrawal",
+    "WithdrawalStatus",
 )

@@ -16,6 +16,8 @@ class SystemAccount(enum.StrEnum):
     """Money that came in from the payment provider (its balance is minus everything deposited)."""
     TRANSFERS_IN_FLIGHT = "transfers_in_flight"
     """Money reserved from senders and not yet credited to recipients."""
+    WITHDRAWALS_IN_FLIGHT = "withdrawals_in_flight"
+    """Money reserved for withdrawals Paystack has not finished (pending and processing)."""
 
 
 class JournalKind(enum.StrEnum):
@@ -29,6 +31,13 @@ class JournalKind(enum.StrEnum):
     """One settled batch: `transfers_in_flight` -> recipients; reference = the batch's own reference."""
     REFUND = "refund"
     """Wallet -> `paystack`: a deposit Paystack refunded; reference = Paystack's refund reference (once each)."""
+    WITHDRAWAL = "withdrawal"
+    """Reservation: wallet -> `withdrawals_in_flight`; reference = the withdrawal's reference."""
+    PAYOUT = "payout"
+    """Completion: `withdrawals_in_flight` -> `paystack`, the money left; reference = the withdrawal's (once)."""
+    PAYOUT_RETURN = "payout_return"
+    """A failed or reversed withdrawal's money back to its wallet, from `withdrawals_in_flight` (or from
+    `paystack` for a reversal after a success); reference = the withdrawal's (once)."""
 
 
 JOURNAL_KINDS_SQL = ", ".join(f"'{kind.value}'" for kind in JournalKind)

@@ -25,6 +25,11 @@ class ReviewKind(enum.StrEnum):
     """Paystack refunded a deposit the wallet can no longer give back (or never received): nothing moved."""
     DISPUTE = "dispute"
     """A customer disputes a deposit's payment (`charge.dispute.create`): nothing moved; answer it on Paystack."""
+    PAYOUT_CONTRADICTION = "payout_contradiction"
+    """Paystack reported an outcome of a withdrawal that contradicts the one already applied (a success after a
+    failure, a failure after a reversal): nothing moved; check the transfer on Paystack's dashboard."""
+    PAYOUT_UNKNOWN = "payout_unknown"
+    """Paystack accepted a withdrawal's transfer and later says it knows no such transfer: nothing moved."""
 
 
 class ReviewStatus(enum.StrEnum):
@@ -48,7 +53,7 @@ class ReviewItem(Base):
     )
 
     reference: Mapped[str] = mapped_column(String(100))
-    """What to look at: a deposit's reference, or a webhook event's id when it names no deposit."""
+    """What to look at: a deposit's or withdrawal's reference, or a webhook event's id when it names neither."""
     kind: Mapped[str] = mapped_column(String(32))
     source: Mapped[str] = mapped_column(String(128), default="", server_default="")
     """What reported it (a webhook event id, `verification`), so one finding is flagged once."""

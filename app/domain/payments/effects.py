@@ -1,8 +1,9 @@
 """What each Paystack event means for the service, and the outcome it leaves on the stored event.
 
 `charge.success` goes through the deposit's state machine (`deposit_states.py`); `refund.processed` and
-`charge.dispute.create` through `refunds.py`; any other type is recorded and ignored. Runs in the caller's
-transaction, under the event's row lock (`events.py`).
+`charge.dispute.create` through `refunds.py`; `transfer.success`, `transfer.failed` and `transfer.reversed`
+through the withdrawal's (`app.domain.withdrawals.withdrawal_states`); any other type is recorded and ignored.
+Runs in the caller's transaction, under the event's row lock (`events.py`).
 """
 
 from __future__ import annotations
@@ -17,14 +18,17 @@ from app.domain.payments.paystack import (
     CHARGE_SUCCESS,
     DISPUTE_CREATED,
     REFUND_PROCESSED,
+    TRANSFER_EVENTS,
     ReportSource,
     TransactionStatus,
     decode_event,
     disputed_reference,
     refund_report,
     transaction_report,
+    transfer_report,
 )
 from app.domain.payments.refunds import DepositRefunds
+from app.domain.withdrawals.withdrawal_states import WithdrawalOutcome, WithdrawalStates
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -71,6 +75,8 @@ async def effect_of(session: AsyncSession, money: MoneySettings, raw_body: bytes
         return await _refund(session, money, event.data)
     if event.event == DISPUTE_CREATED:
         return await _dispute(session, money, event.data)
+    if event.event in TRANSFER_EVENTS:
+        return await _transfer(session, event.event, event.data)
     if event.event != CHARGE_SUCCESS:
         return EventOutcome.IGNORED, None
     try:
@@ -89,6 +95,26 @@ async def _refund(session: AsyncSession, money: MoneySettings, data: Any) -> tup
         logger.error("Paystack refund.processed that cannot be applied: %s", exc)
         return EventOutcome.IGNORED, f"refund.processed data unusable: {exc}"
     return _from_deposit(await DepositRefunds(session, money).apply_refund(report))
+
+
+_FROM_WITHDRAWAL: Final = {
+    WithdrawalOutcome.MOVED: EventOutcome.PROCESSED,
+    WithdrawalOutcome.UNCHANGED: EventOutcome.PROCESSED,
+    WithdrawalOutcome.REVIEW: EventOutcome.REVIEW,
+    WithdrawalOutcome.UNKNOWN_REFERENCE: EventOutcome.IGNORED,
+}
+
+
+async def _transfer(session: AsyncSession, event_type: str, data: Any) -> tuple[EventOutcome, str | None]:
+    # The event's type is Paystack's word on the outcome; `data.status` repeats it.
+    try:
+        report = transfer_report(data, "webhook", status=event_type.removeprefix("transfer."))
+    except ValueError as exc:
+        logger.error("Paystack %s that cannot be applied: %s", event_type, exc)
+        return EventOutcome.IGNORED, f"{event_type} data unusable: {exc}"
+    outcome = await WithdrawalStates(session).apply_report(report)
+    error = "no withdrawal has this reference" if outcome is WithdrawalOutcome.UNKNOWN_REFERENCE else None
+    return _FROM_WITHDRAWAL[outcome], error
 
 
 async def _dispute(session: AsyncSession, money: MoneySettings, data: Any) -> tuple[EventOutcome, str | None]:

@@ -30,6 +30,8 @@ class LedgerReport:
     wallet_total: int = 0
     in_flight: int = 0
     pending_transfers: int = 0
+    withdrawals_in_flight: int = 0
+    unfinished_withdrawals: int = 0
 
     @property
     def ok(self) -> bool:
@@ -40,7 +42,8 @@ class LedgerReport:
             return f"ledger check FAILED: {len(self.violations)} violation(s)"
         return (
             f"ledger OK: {self.journals} journals, {self.entries} entries, {self.wallets} wallets holding "
-            f"{self.wallet_total}, {self.pending_transfers} pending transfers ({self.in_flight} in flight)"
+            f"{self.wallet_total}, {self.pending_transfers} pending transfers ({self.in_flight} in flight), "
+            f"{self.unfinished_withdrawals} unfinished withdrawals ({self.withdrawals_in_flight} in flight)"
         )
 
 
@@ -49,6 +52,17 @@ _SUCCESS = m.DepositStatus.SUCCESS.value
 _CREDITED = [m.DepositStatus.SUCCESS.value, m.DepositStatus.REFUNDED.value]
 """Deposit states whose wallet was credited (a refunded deposit was credited, then refunded)."""
 _PENDING = m.TransferStatus.PENDING.value
+_WALLET_LEG = (
+    "(SELECT sum(e.amount) FROM ledger_entries e JOIN wallets w ON w.ledger_account_id = e.account_id "
+    " WHERE e.journal_id = {journal}.id AND w.id = {wallet})"
+)
+"""What journal `{journal}` moved on the wallet `{wallet}` (SQL expressions); NULL when it has no entry there."""
+_SYSTEM_LEG = (
+    "(SELECT coalesce(sum(e.amount), 0) FROM ledger_entries e JOIN ledger_accounts a ON a.id = e.account_id "
+    " WHERE e.journal_id = {journal}.id AND a.code = '{account}')"
+)
+"""What journal `{journal}` moved on the system account `{account}` (0 when nothing, or no journal)."""
+_UNFINISHED = [m.WithdrawalStatus.PENDING.value, m.WithdrawalStatus.PROCESSING.value]
 
 
 async def _rows(session: AsyncSession, sql: str, **params: object) -> list[tuple[object, ...]]:
@@ -117,10 +131,7 @@ async def _in_flight_matches_pending(session: AsyncSession, report: LedgerReport
 
 
 async def _deposits_credited_once(session: AsyncSession, report: LedgerReport) -> None:
-    wallet_credit = (
-        "(SELECT sum(e.amount) FROM ledger_entries e JOIN wallets w ON w.ledger_account_id = e.account_id "
-        " WHERE e.journal_id = j.id AND w.id = d.wallet_id)"
-    )
+    wallet_credit = _WALLET_LEG.format(journal="j", wallet="d.wallet_id")
     for reference, status, amount, credited, credit in await _rows(
         session,
         f"SELECT coalesce(d.reference, j.reference), d.status, d.amount, j.id IS NOT NULL, {wallet_credit} "  # noqa: S608 - constant fragments only
@@ -227,8 +238,9 @@ async def _journals_are_known_and_caused(session: AsyncSession, report: LedgerRe
 async def _system_accounts_match_records(session: AsyncSession, report: LedgerReport) -> None:
     """Each system account holds exactly what the records that move it say (in-flight: see above).
 
-    `paystack` is where deposits come from and refunds go back to: minus every credited deposit, plus every
-    refund taken back. Money cannot enter or leave a wallet through it any other way without this failing.
+    `paystack` is where deposits come from and where refunds and payouts go: minus every credited deposit, plus
+    every refund taken back and every withdrawal paid out (one reversed after its payout came back from it).
+    Money cannot enter or leave a wallet through it any other way without this failing.
     """
     held, expected, deposits = (
         await _rows(
@@ -236,18 +248,20 @@ async def _system_accounts_match_records(session: AsyncSession, report: LedgerRe
             "SELECT (SELECT coalesce(sum(e.amount), 0) FROM ledger_entries e "
             "        JOIN ledger_accounts a ON a.id = e.account_id WHERE a.code = :paystack), "
             "       -coalesce(sum(d.amount), 0) + (SELECT coalesce(sum(r.amount), 0) FROM deposit_refunds r "
-            "                                       WHERE r.outcome = :debited), "
+            "                                       WHERE r.outcome = :debited) "
+            "       + (SELECT coalesce(sum(x.amount), 0) FROM withdrawals x WHERE x.status = :paid_out), "
             "       count(d.id) "
             "FROM deposits d WHERE d.status = ANY(CAST(:credited AS text[]))",
             paystack=m.SystemAccount.PAYSTACK.value,
             credited=_CREDITED,
             debited=m.RefundOutcome.DEBITED.value,
+            paid_out=m.WithdrawalStatus.SUCCESS.value,
         )
     )[0]
     if held != expected:
         report.violations.append(
             f"account {m.SystemAccount.PAYSTACK.value} holds {held} but its records say {expected} "
-            f"(minus {deposits} credited deposits, plus their refunds)"
+            f"(minus {deposits} credited deposits, plus their refunds and the withdrawals paid out)"
         )
 
 
@@ -255,10 +269,7 @@ async def _refunds_match_journals(session: AsyncSession, report: LedgerReport) -
     """Every processed refund did exactly one thing: one `refund` journal taking its amount from the deposit's
     wallet, or one review item saying why not; refunds never exceed the deposit, and a `refunded` deposit was
     refunded in full."""
-    wallet_debit = (
-        "(SELECT sum(e.amount) FROM ledger_entries e JOIN wallets w ON w.ledger_account_id = e.account_id "
-        " WHERE e.journal_id = j.id AND w.id = d.wallet_id)"
-    )
+    wallet_debit = _WALLET_LEG.format(journal="j", wallet="d.wallet_id")
     for reference, outcome, amount, journal, debit in await _rows(
         session,
         f"SELECT coalesce(r.refund_reference, j.reference), r.outcome, r.amount, j.id, {wallet_debit} "  # noqa: S608 - constant fragments only
@@ -298,6 +309,96 @@ async def _refunds_match_journals(session: AsyncSession, report: LedgerReport) -
         report.violations.append(f"deposit {reference} ({status}, {amount}): {refunded} refunded")
 
 
+async def _withdrawals_match_journals(session: AsyncSession, report: LedgerReport) -> None:
+    """Every withdrawal has its reservation (its amount from its wallet); `withdrawals_in_flight` holds exactly
+    the pending and processing ones; a success has exactly one payout (in flight -> `paystack`), a failure or
+    reversal exactly one return of its amount to its wallet (from `paystack` when it had been paid out); no
+    withdrawal journal lacks its withdrawal."""
+    in_flight_code = m.SystemAccount.WITHDRAWALS_IN_FLIGHT.value
+    held, expected, unfinished = (
+        await _rows(
+            session,
+            "SELECT (SELECT coalesce(sum(e.amount), 0) FROM ledger_entries e "
+            "        JOIN ledger_accounts a ON a.id = e.account_id WHERE a.code = :in_flight), "
+            "       coalesce(sum(x.amount), 0), count(x.id) "
+            "FROM withdrawals x WHERE x.status = ANY(CAST(:unfinished AS text[]))",
+            in_flight=in_flight_code,
+            unfinished=_UNFINISHED,
+        )
+    )[0]
+    report.withdrawals_in_flight, report.unfinished_withdrawals = int(held), int(unfinished)  # type: ignore[call-overload]
+    if held != expected:
+        report.violations.append(
+            f"account {in_flight_code} holds {held} but pending and processing withdrawals add up to {expected}"
+        )
+    paystack = m.SystemAccount.PAYSTACK.value
+    rows = await _rows(
+        session,
+        "SELECT x.reference, x.status, x.amount, r.id IS NOT NULL, p.id IS NOT NULL, b.id IS NOT NULL, "  # noqa: S608 - constant fragments only
+        f"{_WALLET_LEG.format(journal='r', wallet='x.wallet_id')}, "
+        f"{_SYSTEM_LEG.format(journal='p', account=in_flight_code)}, "
+        f"{_SYSTEM_LEG.format(journal='p', account=paystack)}, "
+        f"{_WALLET_LEG.format(journal='b', wallet='x.wallet_id')}, "
+        f"{_SYSTEM_LEG.format(journal='b', account=in_flight_code)}, "
+        f"{_SYSTEM_LEG.format(journal='b', account=paystack)} "
+        "FROM withdrawals x "
+        "LEFT JOIN ledger_journals r ON r.kind = :reserve AND r.reference = x.reference "
+        "LEFT JOIN ledger_journals p ON p.kind = :payout AND p.reference = x.reference "
+        "LEFT JOIN ledger_journals b ON b.kind = :back AND b.reference = x.reference ORDER BY 1",
+        reserve=m.JournalKind.WITHDRAWAL.value,
+        payout=m.JournalKind.PAYOUT.value,
+        back=m.JournalKind.PAYOUT_RETURN.value,
+    )
+    for row in rows:
+        report.violations.extend(_withdrawal_violations(*row))
+    for kind, reference in await _rows(
+        session,
+        "SELECT j.kind, j.reference FROM ledger_journals j WHERE j.kind = ANY(CAST(:kinds AS text[])) "
+        "AND NOT EXISTS (SELECT FROM withdrawals x WHERE x.reference = j.reference) ORDER BY 1, 2",
+        kinds=[m.JournalKind.WITHDRAWAL.value, m.JournalKind.PAYOUT.value, m.JournalKind.PAYOUT_RETURN.value],
+    ):
+        report.violations.append(f"journal {kind}:{reference} belongs to no withdrawal")
+
+
+def _withdrawal_violations(  # noqa: PLR0917 - one row of the query above
+    reference: object,
+    status: object,
+    amount: object,
+    reserved: object,
+    paid: object,
+    returned: object,
+    reserved_from_wallet: object,
+    paid_from_in_flight: object,
+    paid_to_paystack: object,
+    returned_to_wallet: object,
+    returned_from_in_flight: object,
+    returned_from_paystack: object,
+) -> list[str]:
+    found: list[str] = []
+    name = f"withdrawal {reference} ({status}, {amount})"
+    if not reserved:
+        found.append(f"{name}: no reservation journal")
+    elif reserved_from_wallet != -amount:  # type: ignore[operator]
+        found.append(f"{name}: its reservation took {reserved_from_wallet} from its wallet")
+    should_pay = status == m.WithdrawalStatus.SUCCESS or (status == m.WithdrawalStatus.REVERSED and paid)
+    should_return = status in {m.WithdrawalStatus.FAILED, m.WithdrawalStatus.REVERSED}
+    if bool(paid) != should_pay:
+        found.append(f"{name}: {'a payout journal it should not have' if paid else 'no payout journal'}")
+    elif paid and (paid_from_in_flight != -amount or paid_to_paystack != amount):  # type: ignore[operator]
+        found.append(
+            f"{name}: its payout moved {paid_from_in_flight} from in flight and {paid_to_paystack} to paystack"
+        )
+    if bool(returned) != should_return:
+        found.append(f"{name}: {'a return journal it should not have' if returned else 'no return journal'}")
+    elif returned:
+        source = returned_from_paystack if paid else returned_from_in_flight
+        if returned_to_wallet != amount or source != -amount:  # type: ignore[operator]
+            found.append(
+                f"{name}: its return gave {returned_to_wallet} to its wallet and took {source} from its source"
+            )
+    return found
+
+
 _CHECKS = (
     _entries_sum_to_zero,
     _balances_match_entries,
@@ -307,6 +408,7 @@ _CHECKS = (
     _journals_are_known_and_caused,
     _system_accounts_match_records,
     _refunds_match_journals,
+    _withdrawals_match_journals,
 )
 
 
@@ -321,8 +423,9 @@ async def check_ledger(session: AsyncSession) -> LedgerReport:
     in-flight account holds exactly the pending transfers; every successful deposit has exactly one credit
     journal of its amount to its wallet, and no credit journal lacks a successful deposit; every transfer
     has its acceptance journal debiting its sender by its amount, and every settled transfer is credited by
-    its settlement journal; every journal is of a known kind and referenced by what caused it; and `paystack`
-    holds minus every successful deposit.
+    its settlement journal; every journal is of a known kind and referenced by what caused it; `paystack` holds
+    what deposits, refunds and payouts say; every refund did one thing; and every withdrawal has its reservation
+    and exactly the payout or return its status calls for, with `withdrawals_in_flight` holding the unfinished.
     """
     await session.rollback()
     await session.connection(execution_options={"isolation_level": "REPEATABLE READ", "postgresql_readonly": True})

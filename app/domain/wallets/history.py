@@ -1,6 +1,7 @@
-"""A wallet's history: its deposits and the transfers it sent and received, newest first.
+"""A wallet's history: its deposits, the transfers it sent and received, and its withdrawals, newest first.
 
-One UNION ALL over transfers sent (`transfer_out`), transfers received (`transfer_in`) and deposits, each
+One UNION ALL over transfers sent (`transfer_out`), transfers received (`transfer_in`), deposits and
+withdrawals, each
 branch served by its `(wallet, created_at, id)` index and cut at the page size, ordered by
 `(created_at, id)` descending. Pages are keyset-paginated: the cursor is the `(created_at, id)` of the last
 item shown, so a page never skips or repeats an item however many arrive meanwhile.
@@ -91,6 +92,33 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+async def keyset_page(
+    connection: asyncpg.Connection,
+    statements: tuple[str, str],
+    user_id: uuid.UUID,
+    *,
+    limit: int,
+    cursor: str | None,
+    secret: bytes,
+) -> tuple[list[asyncpg.Record], Cursor | None]:
+    """One page of a user's rows, newest first, and the cursor of the next page (None on the last).
+
+    `statements` are the first page's (`$1` user, `$2` limit) and the next pages' (`$3`, `$4`: the cursor's
+    `created_at` and `id`); both select `created_at` and `id`. One row more than `limit` is read to know whether
+    another page follows.
+    """
+    after = Cursor.decode(cursor, secret) if cursor is not None else None
+    if after is None:
+        rows = await connection.fetch(statements[0], user_id, limit + 1)
+    else:
+        rows = await connection.fetch(statements[1], user_id, limit + 1, after.created_at, after.id)
+    next_cursor = None
+    if len(rows) > limit:
+        last = rows[limit - 1]
+        next_cursor = Cursor(created_at=last["created_at"], id=last["id"])
+    return list(rows[:limit]), next_cursor
+
+
 @dataclass(frozen=True)
 class TransactionPage:
     items: list[Transaction]
@@ -120,6 +148,12 @@ _BRANCHES = (
         "NULL AS counterparty, d.created_at, d.id FROM deposits d "
         "WHERE d.wallet_id = (SELECT id FROM wallets WHERE user_id = $1) {filter} "
         "ORDER BY d.created_at DESC, d.id DESC LIMIT $2",
+    ),
+    (
+        "x",
+        "SELECT x.reference, 'withdrawal' AS type, x.amount, x.status, NULL AS counterparty, x.created_at, x.id "
+        "FROM withdrawals x WHERE x.wallet_id = (SELECT id FROM wallets WHERE user_id = $1) {filter} "
+        "ORDER BY x.created_at DESC, x.id DESC LIMIT $2",
     ),
 )
 """Each branch served by its `(wallet, created_at, id)` index and cut at the page size; `$1` is the user."""
@@ -170,19 +204,12 @@ class TransactionHistory:
 
     async def page(self, user_id: uuid.UUID, *, limit: int, cursor: str | None) -> TransactionPage:
         """Up to `limit` items older than the cursor (newest first), and the cursor of the next page."""
-        after = Cursor.decode(cursor, self.cursor_secret) if cursor is not None else None
-        if after is None:
-            rows = await self.connection.fetch(_FIRST_PAGE, user_id, limit + 1)
-        else:
-            rows = await self.connection.fetch(_NEXT_PAGE, user_id, limit + 1, after.created_at, after.id)
+        rows, next_cursor = await keyset_page(
+            self.connection, (_FIRST_PAGE, _NEXT_PAGE), user_id, limit=limit, cursor=cursor, secret=self.cursor_secret
+        )
         if not rows:
             await self.wallet_of(user_id)  # nothing to show: an empty wallet, or no wallet at all (404)
-        items = [_transaction(row) for row in rows[:limit]]
-        next_cursor = None
-        if len(rows) > limit:
-            last = rows[limit - 1]
-            next_cursor = Cursor(created_at=last["created_at"], id=last["id"])
-        return TransactionPage(items=items, next_cursor=next_cursor)
+        return TransactionPage(items=[_transaction(row) for row in rows], next_cursor=next_cursor)
 
     async def find(self, user_id: uuid.UUID, reference: str) -> Transaction:
         """One item of the caller's own history.

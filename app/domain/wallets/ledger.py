@@ -1,8 +1,10 @@
 """The ledger: the one place that writes journals, entries and wallet balances, in its caller's transaction.
 
-Movements: `credit_deposit` (`paystack` -> wallet, once per reference), `accept_transfer` (sender -> in flight,
-one prepared statement) and `settle_batch` (in flight -> recipients, one journal per batch); a wallet's `balance`
-caches its entries, updated with them. Locks and why they cannot deadlock: `docs/ledger.md`.
+Movements: `credit_deposit` (`paystack` -> wallet, once per reference), `debit_refund` (wallet -> `paystack`,
+once per refund), `accept_transfer` (sender -> in flight, one prepared statement), `settle_batch` (in flight ->
+recipients, one journal per batch), and a withdrawal's `reserve_withdrawal` (wallet -> `withdrawals_in_flight`),
+`complete_withdrawal` (-> `paystack`) or `return_withdrawal` (back to the wallet), each once per withdrawal; a
+wallet's `balance` caches its entries, updated with them. Locks and why they cannot deadlock: `docs/ledger.md`.
 """
 
 from __future__ import annotations
@@ -138,6 +140,12 @@ async def transfer_status(connection: asyncpg.Connection, reference: str) -> str
     return status
 
 
+def _check_positive(amount: int, what: str) -> None:
+    if amount <= 0:
+        msg = f"{what} must be positive, got {amount}"
+        raise ValueError(msg)
+
+
 def new_transfer_reference() -> str:
     return f"trf_{uuid.uuid4().hex}"
 
@@ -194,7 +202,7 @@ class LedgerService:
             msg = f"system ledger account {account.value!r} is missing (migration 0001 seeds it)"
             raise RuntimeError(msg) from None
 
-    # -- deposits ---------------------------------------------------------------------------------------
+    # -- deposits and refunds ---------------------------------------------------------------------------
 
     async def _new_journal(self, kind: m.JournalKind, reference: str) -> int | None:
         """A journal of `kind` for `reference`, or None when one exists: UNIQUE(kind, reference) makes each
@@ -207,11 +215,74 @@ class LedgerService:
         )
         return journal_id
 
+    async def _post(self, kind: m.JournalKind, reference: str, legs: list[tuple[int, int]]) -> int | None:
+        """Write a journal of `kind` for `reference` with its entries `(account id, signed amount)`, or nothing
+        and None when that journal exists (UNIQUE(kind, reference): once per deposit, refund or withdrawal).
+        Wallet balances are the caller's part, under the wallet's row lock."""
+        journal_id = await self._new_journal(kind, reference)
+        if journal_id is None:
+            return None
+        await self.session.execute(
+            insert(m.LedgerEntry),
+            [{"journal_id": journal_id, "account_id": account, "amount": amount} for account, amount in legs],
+        )
+        return journal_id
+
+    async def _debit_wallet(self, wallet_id: UUID, amount: int) -> int | None:
+        """Take `amount` from the wallet if it holds that much: its ledger account, or None (nothing changed).
+
+        The `WHERE` is the balance check, made under the row lock the UPDATE takes: a stale read cannot pass.
+
+        Raises:
+            WalletNotFound: no wallet has this id.
+        """
+        account_id: int | None = await self.session.scalar(
+            update(m.Wallet)
+            .where(m.Wallet.id == wallet_id, m.Wallet.balance >= amount)
+            .values(balance=m.Wallet.balance - amount, updated_at=datetime.now(UTC))
+            .returning(m.Wallet.ledger_account_id)
+            .execution_options(synchronize_session=False)
+        )
+        if (
+            account_id is None
+            and await self.session.scalar(select(m.Wallet.id).where(m.Wallet.id == wallet_id)) is None
+        ):
+            raise WalletNotFound
+        return account_id
+
+    async def _credit_wallet(
+        self, wallet_id: UUID, amount: int, kind: m.JournalKind, reference: str, source: m.SystemAccount
+    ) -> bool:
+        """Credit a wallet from a system account with a journal of `kind`, once per `reference`.
+
+        Locks the wallet row first, then writes the journal; when it exists already nothing changes (False).
+
+        Raises:
+            WalletNotFound: no wallet has this id.
+        """
+        account_id = await self.session.scalar(
+            for_no_key_update(select(m.Wallet.ledger_account_id).where(m.Wallet.id == wallet_id))
+        )
+        if account_id is None:
+            raise WalletNotFound
+        journal_id = await self._post(
+            kind, reference, [(await self._system_account(source), -amount), (account_id, amount)]
+        )
+        if journal_id is None:
+            return False
+        await self.session.execute(
+            update(m.Wallet)
+            .where(m.Wallet.id == wallet_id)
+            .values(balance=m.Wallet.balance + amount, updated_at=datetime.now(UTC))
+            .execution_options(synchronize_session=False)
+        )
+        return True
+
     async def debit_refund(self, *, wallet_id: UUID, amount: int, refund_reference: str, actor: str) -> int | None:
         """Take a refunded deposit's money back out of a wallet (wallet -> `paystack`), once per refund.
 
-        The debit's `WHERE` is the balance check, under the wallet's row lock: a wallet that no longer holds
-        `amount` is left alone. The caller records the refund with the journal in the same transaction.
+        A wallet that no longer holds `amount` is left alone. The caller records the refund with the journal
+        in the same transaction.
 
         Returns:
             The `refund` journal's id, or None when the wallet holds less than `amount` (nothing moved).
@@ -220,34 +291,17 @@ class LedgerService:
             WalletNotFound: no wallet has this id.
             ValueError: the amount is not positive, or this refund reference has a journal already.
         """
-        if amount <= 0:
-            msg = f"a refund debit must be positive, got {amount}"
-            raise ValueError(msg)
-        debited = (
-            await self.session.execute(
-                update(m.Wallet)
-                .where(m.Wallet.id == wallet_id, m.Wallet.balance >= amount)
-                .values(balance=m.Wallet.balance - amount)
-                .returning(m.Wallet.ledger_account_id)
-                .execution_options(synchronize_session=False)
-            )
-        ).one_or_none()
-        if debited is None:
-            if await self.session.scalar(select(m.Wallet.id).where(m.Wallet.id == wallet_id)) is None:
-                raise WalletNotFound
+        _check_positive(amount, "a refund debit")
+        account_id = await self._debit_wallet(wallet_id, amount)
+        if account_id is None:
             return None
-        journal_id = await self._new_journal(m.JournalKind.REFUND, refund_reference)
+        paystack = await self._system_account(m.SystemAccount.PAYSTACK)
+        journal_id = await self._post(
+            m.JournalKind.REFUND, refund_reference, [(account_id, -amount), (paystack, amount)]
+        )
         if journal_id is None:
             msg = f"refund {refund_reference} has a journal already"
             raise ValueError(msg)
-        paystack = await self._system_account(m.SystemAccount.PAYSTACK)
-        await self.session.execute(
-            insert(m.LedgerEntry),
-            [
-                {"journal_id": journal_id, "account_id": debited.ledger_account_id, "amount": -amount},
-                {"journal_id": journal_id, "account_id": paystack, "amount": amount},
-            ],
-        )
         await audit.record(
             self.session, actor=actor, action="deposit.refunded", subject=refund_reference, amount=amount
         )
@@ -256,10 +310,8 @@ class LedgerService:
     async def credit_deposit(self, *, wallet_id: UUID, amount: int, reference: str, actor: str) -> bool:
         """Credit a wallet from `paystack`, exactly once per deposit reference.
 
-        Locks the wallet row first, then writes the `deposit` journal; a journal for this reference that
-        already exists (UNIQUE(kind, reference)) makes the call a no-op. The caller commits the credit with its
-        own state change (the deposit becoming `success`). `actor` is who reported the payment, for the audit
-        log.
+        The caller commits the credit with its own state change (the deposit becoming `success`). `actor` is
+        who reported the payment, for the audit log.
 
         Returns:
             True when this call credited the wallet, False when the reference was credited before.
@@ -268,33 +320,73 @@ class LedgerService:
             WalletNotFound: no wallet has this id.
             ValueError: the amount is not positive.
         """
-        if amount <= 0:
-            msg = f"a deposit credit must be positive, got {amount}"
-            raise ValueError(msg)
-        account_id = await self.session.scalar(
-            for_no_key_update(select(m.Wallet.ledger_account_id).where(m.Wallet.id == wallet_id))
+        _check_positive(amount, "a deposit credit")
+        credited = await self._credit_wallet(
+            wallet_id, amount, m.JournalKind.DEPOSIT, reference, m.SystemAccount.PAYSTACK
         )
+        if credited:
+            await audit.record(self.session, actor=actor, action="deposit.credited", subject=reference, amount=amount)
+        return credited
+
+    # -- withdrawals ------------------------------------------------------------------------------------
+
+    async def reserve_withdrawal(self, *, wallet_id: UUID, amount: int, reference: str, actor: str) -> None:
+        """Reserve a withdrawal's money: wallet -> `withdrawals_in_flight`, in the transaction that records it.
+
+        Raises:
+            InsufficientBalance: the wallet holds less than `amount` (nothing moved).
+            WalletNotFound: no wallet has this id.
+            ValueError: the amount is not positive, or this withdrawal was reserved before.
+        """
+        _check_positive(amount, "a withdrawal")
+        account_id = await self._debit_wallet(wallet_id, amount)
         if account_id is None:
-            raise WalletNotFound
-        journal_id = await self._new_journal(m.JournalKind.DEPOSIT, reference)
-        if journal_id is None:
-            return False
+            raise InsufficientBalance
+        in_flight = await self._system_account(m.SystemAccount.WITHDRAWALS_IN_FLIGHT)
+        if await self._post(m.JournalKind.WITHDRAWAL, reference, [(account_id, -amount), (in_flight, amount)]) is None:
+            msg = f"withdrawal {reference} was reserved already"
+            raise ValueError(msg)
+        await audit.record(self.session, actor=actor, action="withdrawal.reserved", subject=reference, amount=amount)
+
+    async def complete_withdrawal(self, *, amount: int, reference: str, actor: str) -> bool:
+        """The withdrawal's money left: `withdrawals_in_flight` -> `paystack`, once per withdrawal.
+
+        Returns:
+            False when this withdrawal was completed before (nothing moved).
+        """
+        _check_positive(amount, "a withdrawal")
+        in_flight = await self._system_account(m.SystemAccount.WITHDRAWALS_IN_FLIGHT)
         paystack = await self._system_account(m.SystemAccount.PAYSTACK)
-        await self.session.execute(
-            insert(m.LedgerEntry),
-            [
-                {"journal_id": journal_id, "account_id": paystack, "amount": -amount},
-                {"journal_id": journal_id, "account_id": account_id, "amount": amount},
-            ],
-        )
-        await self.session.execute(
-            update(m.Wallet)
-            .where(m.Wallet.id == wallet_id)
-            .values(balance=m.Wallet.balance + amount)
-            .execution_options(synchronize_session=False)
-        )
-        await audit.record(self.session, actor=actor, action="deposit.credited", subject=reference, amount=amount)
+        if await self._post(m.JournalKind.PAYOUT, reference, [(in_flight, -amount), (paystack, amount)]) is None:
+            return False
+        await audit.record(self.session, actor=actor, action="withdrawal.paid", subject=reference, amount=amount)
         return True
+
+    async def return_withdrawal(
+        self, *, wallet_id: UUID, amount: int, reference: str, after_payout: bool, actor: str
+    ) -> bool:
+        """Give a failed or reversed withdrawal's money back to its wallet, once per withdrawal: from
+        `withdrawals_in_flight`, or from `paystack` when it had been paid out (`after_payout`).
+
+        Returns:
+            False when this withdrawal's money was returned before (nothing moved).
+
+        Raises:
+            WalletNotFound: no wallet has this id.
+        """
+        _check_positive(amount, "a withdrawal")
+        source = m.SystemAccount.PAYSTACK if after_payout else m.SystemAccount.WITHDRAWALS_IN_FLIGHT
+        returned = await self._credit_wallet(wallet_id, amount, m.JournalKind.PAYOUT_RETURN, reference, source)
+        if returned:
+            await audit.record(
+                self.session,
+                actor=actor,
+                action="withdrawal.returned",
+                subject=reference,
+                amount=amount,
+                details={"from": source.value},
+            )
+        return returned
 
     # -- transfers: acceptance --------------------------------------------------------------------------
 

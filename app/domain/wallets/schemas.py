@@ -24,8 +24,9 @@ WalletNumber = Annotated[
         examples=["4566678954356"],
     ),
 ]
-TransactionType = Literal["deposit", "transfer_in", "transfer_out"]
-TransactionStatus = Literal["pending", "success", "failed", "abandoned", "refunded"]
+TransactionType = Literal["deposit", "transfer_in", "transfer_out", "withdrawal"]
+TransactionStatus = Literal["pending", "processing", "success", "failed", "abandoned", "refunded", "reversed"]
+"""A deposit's or transfer's public status; a withdrawal's own (`processing`, `reversed` are withdrawals')."""
 
 
 class TransferRequest(BaseStruct):
@@ -65,5 +66,5 @@ class Transaction(BaseStruct):
     amount: int
     status: TransactionStatus
     counterparty_wallet_number: str | None
-    """The other wallet of a transfer; null for a deposit."""
+    """The other wallet of a transfer; null for a deposit or a withdrawal."""
     created_at: datetime

@@ -11,7 +11,7 @@ import pytest
 from app.config import Settings
 from app.domain.payments.paystack import PaystackClient, PaystackError, PaystackNotFound, is_valid_signature
 from tests.support import paystack_standin
-from tests.support.paystack_standin import CHARGE_SUCCESS_PATH, PaystackStandIn
+from tests.support.paystack_standin import CHARGE_SUCCESS_PATH, EVENTS_DIR, TRANSFER_STATUSES, PaystackStandIn
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, MutableMapping
@@ -248,3 +248,412 @@ async def test_a_stand_in_can_take_the_key_and_address_the_app_is_configured_wit
             await client.initialize(email="ada@example.com", amount=100, reference="dep-port", currency="NGN")
         body = standin.build_charge_success("dep-port")
         assert is_valid_signature(body, standin.sign(body), "sk_test_configured_elsewhere")
+
+
+# Payouts: the service resolves the account, creates a transfer recipient, initiates a transfer and verifies it.
+# Its client methods for these endpoints are written elsewhere, so these tests speak plain HTTP.
+
+ACCOUNT = "0123456789"
+GTB = "058"
+
+
+def payout_client(standin: PaystackStandIn, *, timeout: float = 5.0) -> httpx.Client:
+    return httpx.Client(
+        base_url=standin.base_url,
+        headers={"Authorization": f"Bearer {standin.secret_key}"},
+        timeout=timeout,
+    )
+
+
+def withdrawal_reference(n: int) -> str:
+    return f"wd-{n:032x}"
+
+
+def create_recipient(client: httpx.Client, account_number: str = ACCOUNT, bank_code: str = GTB) -> httpx.Response:
+    return client.post(
+        "/transferrecipient",
+        json={
+            "type": "nuban",
+            "name": "Ada Lovelace",
+            "account_number": account_number,
+            "bank_code": bank_code,
+            "currency": "NGN",
+        },
+    )
+
+
+def initiate(client: httpx.Client, recipient_code: str, reference: str, amount: int = 50_000) -> httpx.Response:
+    return client.post(
+        "/transfer",
+        json={
+            "source": "balance",
+            "amount": amount,
+            "recipient": recipient_code,
+            "reference": reference,
+            "reason": "rent",
+            "currency": "NGN",
+        },
+    )
+
+
+def a_recipient(client: httpx.Client) -> str:
+    response = create_recipient(client)
+    assert response.status_code == 201, response.text
+    return response.json()["data"]["recipient_code"]
+
+
+def test_a_full_resolve_recipient_transfer_verify_cycle_conforms_to_paystacks_openapi(
+    paystack: PaystackStandIn,
+) -> None:
+    paystack.account_names[(GTB, ACCOUNT)] = "ADA LOVELACE"
+    reference = withdrawal_reference(1)
+    with payout_client(paystack) as client:
+        resolved = client.get("/bank/resolve", params={"account_number": ACCOUNT, "bank_code": GTB})
+        recipient = create_recipient(client)
+        recipient_code = recipient.json()["data"]["recipient_code"]
+        initiated = initiate(client, recipient_code, reference)
+        verified: dict[str, httpx.Response] = {}
+        for status in sorted(TRANSFER_STATUSES):
+            paystack.set_transfer_status(reference, status)
+            verified[status] = client.get(f"/transfer/verify/{reference}")
+
+    assert resolved.status_code == 200
+    # The leading zero survives, although the spec types `account_number` as an integer.
+    assert resolved.json()["data"] == {"account_number": ACCOUNT, "account_name": "ADA LOVELACE", "bank_id": 4}
+    assert recipient.status_code == 201
+    assert recipient_code.startswith("RCP_")
+    assert recipient.json()["data"]["details"] == {
+        "authorization_code": None,
+        "account_number": ACCOUNT,
+        "account_name": "ADA LOVELACE",
+        "bank_code": GTB,
+        "bank_name": "Guaranty Trust Bank",
+    }
+    assert initiated.status_code == 200
+    assert initiated.json()["message"] == "Transfer has been queued"
+    transfer = initiated.json()["data"]
+    assert (transfer["reference"], transfer["amount"], transfer["currency"], transfer["status"]) == (
+        reference,
+        50_000,
+        "NGN",
+        "pending",
+    )
+    assert transfer["transfer_code"] == paystack.transfer(reference).transfer_code
+    for status, response in verified.items():
+        assert response.status_code == 200
+        data = response.json()["data"]
+        assert (data["reference"], data["status"], data["transfer_code"]) == (
+            reference,
+            status,
+            transfer["transfer_code"],
+        )
+        assert data["recipient"]["recipient_code"] == recipient_code
+    assert verified["success"].json()["data"]["transferred_at"] is not None
+    assert paystack.validation_errors == []
+
+
+def test_verifying_an_unknown_transfer_is_answered_404(paystack: PaystackStandIn) -> None:
+    with payout_client(paystack) as client:
+        response = client.get(f"/transfer/verify/{withdrawal_reference(404)}")
+
+    assert response.status_code == 404
+    assert response.json() == {"status": False, "message": "Transfer not found"}
+    with pytest.raises(KeyError):
+        paystack.transfer(withdrawal_reference(404))
+    assert paystack.validation_errors == []
+
+
+def test_the_same_account_gets_the_same_recipient_code_back(paystack: PaystackStandIn) -> None:
+    with payout_client(paystack) as client:
+        first = create_recipient(client)
+        again = create_recipient(client)
+        other = create_recipient(client, account_number="9876543210")
+
+    assert first.status_code == again.status_code == other.status_code == 201
+    assert again.json()["data"]["recipient_code"] == first.json()["data"]["recipient_code"]
+    assert other.json()["data"]["recipient_code"] != first.json()["data"]["recipient_code"]
+    assert paystack.recipient_count() == 2
+    assert paystack.validation_errors == []
+
+
+def test_a_second_initiation_with_the_same_reference_is_refused_and_creates_nothing(
+    paystack: PaystackStandIn,
+) -> None:
+    reference = withdrawal_reference(2)
+    with payout_client(paystack) as client:
+        recipient_code = a_recipient(client)
+        first = initiate(client, recipient_code, reference)
+        paystack.set_next_transfer_answers("success")
+        again = initiate(client, recipient_code, reference, amount=99_999)
+        after = initiate(client, recipient_code, withdrawal_reference(3))
+
+    assert first.status_code == 200
+    assert again.status_code == 400
+    assert again.json()["status"] is False
+    assert again.json()["message"] == "Transfer reference already exists"
+    transfer = paystack.transfer(reference)
+    assert (transfer.transfer_code, transfer.amount, transfer.status) == (
+        first.json()["data"]["transfer_code"],
+        50_000,
+        "pending",
+    )
+    # The refused initiation did not use up the queued answer.
+    assert after.json()["data"]["status"] == "success"
+    assert paystack.transfer_initiations(reference) == 2
+    assert paystack.transfer_initiations(withdrawal_reference(3)) == 1
+    assert paystack.validation_errors == []
+
+
+def test_a_lost_initiation_answer_leaves_a_pending_transfer_that_verify_finds(paystack: PaystackStandIn) -> None:
+    reference = withdrawal_reference(4)
+    with payout_client(paystack) as client:
+        recipient_code = a_recipient(client)
+    paystack.delay_next(1, 2.0, after_processing=True, path="/transfer")
+
+    with payout_client(paystack, timeout=0.5) as client, pytest.raises(httpx.TimeoutException):
+        initiate(client, recipient_code, reference)
+    with payout_client(paystack) as client:
+        verified = client.get(f"/transfer/verify/{reference}")
+
+    assert verified.status_code == 200
+    assert (verified.json()["data"]["reference"], verified.json()["data"]["status"]) == (reference, "pending")
+    assert paystack.transfer_initiations(reference) == 1
+    assert paystack.validation_errors == []
+
+
+def test_an_initiation_failed_by_fail_next_creates_nothing_and_still_counts(paystack: PaystackStandIn) -> None:
+    reference = withdrawal_reference(5)
+    paystack.fail_next(1, status_code=503, path="/transfer")
+    with payout_client(paystack) as client:
+        recipient_code = a_recipient(client)
+        failed = initiate(client, recipient_code, reference)
+        with pytest.raises(KeyError):
+            paystack.transfer(reference)
+        retried = initiate(client, recipient_code, reference)
+
+    assert (failed.status_code, retried.status_code) == (503, 200)
+    assert paystack.transfer(reference).status == "pending"
+    assert paystack.transfer_initiations(reference) == 2
+    assert paystack.validation_errors == []
+
+
+@pytest.mark.parametrize(
+    ("answer", "status_code", "message", "created_status"),
+    [
+        ("otp", 200, "Transfer requires OTP to continue", "otp"),
+        ("failed", 200, "Transfer has been queued", "failed"),
+        ("success", 200, "Transfer has been queued", "success"),
+        ("pending", 200, "Transfer has been queued", "pending"),
+        ("insufficient_balance", 400, "Your balance is not enough to fulfil this request", None),
+    ],
+)
+def test_each_initiation_answer_is_answered_as_paystack_does(
+    paystack: PaystackStandIn, answer: str, status_code: int, message: str, created_status: str | None
+) -> None:
+    reference = withdrawal_reference(6)
+    paystack.set_next_transfer_answers(answer)
+    with payout_client(paystack) as client:
+        response = initiate(client, a_recipient(client), reference)
+
+    assert response.status_code == status_code
+    assert response.json()["message"] == message
+    if created_status is None:
+        assert response.json()["status"] is False
+        with pytest.raises(KeyError):
+            paystack.transfer(reference)
+    else:
+        assert response.json()["data"]["status"] == created_status
+        assert paystack.transfer(reference).status == created_status
+    assert paystack.validation_errors == []
+
+
+def test_initiation_answers_are_used_in_order_then_the_default(paystack: PaystackStandIn) -> None:
+    paystack.set_next_transfer_answers("insufficient_balance", "otp")
+    with payout_client(paystack) as client:
+        recipient_code = a_recipient(client)
+        statuses = []
+        for n in range(3):
+            response = initiate(client, recipient_code, withdrawal_reference(10 + n))
+            statuses.append(response.json()["data"]["status"] if response.status_code == 200 else response.status_code)
+        paystack.default_transfer_answer = "success"
+        statuses.append(initiate(client, recipient_code, withdrawal_reference(13)).json()["data"]["status"])
+
+    assert statuses == [400, "otp", "pending", "success"]
+    assert paystack.validation_errors == []
+
+
+def test_unknown_answers_and_statuses_are_refused(paystack: PaystackStandIn) -> None:
+    with pytest.raises(ValueError, match="unknown transfer answers"):
+        paystack.set_next_transfer_answers("pending", "queued")
+    with pytest.raises(ValueError, match="unknown transfer answers"):
+        paystack.default_transfer_answer = "ongoing"
+    with pytest.raises(ValueError, match="unknown Paystack transfer status"):
+        paystack.set_transfer_status(withdrawal_reference(7), "ongoing")
+    with pytest.raises(ValueError, match="unknown transfer event"):
+        paystack.build_transfer_event(withdrawal_reference(7), "transfer.pending")
+    assert paystack.transfer_answers == []
+
+
+@pytest.mark.parametrize(
+    ("account_number", "bank_code"),
+    [
+        ("1111111111", GTB),  # listed in `unresolvable_accounts`
+        ("012345678", GTB),  # nine digits
+        ("01234567890", GTB),  # eleven digits
+        (ACCOUNT, "000"),  # no such bank
+        (ACCOUNT, "999"),  # a deleted bank
+    ],
+)
+def test_an_unresolvable_account_is_answered_422(
+    paystack: PaystackStandIn, account_number: str, bank_code: str
+) -> None:
+    paystack.unresolvable_accounts.add("1111111111")
+    with payout_client(paystack) as client:
+        response = client.get("/bank/resolve", params={"account_number": account_number, "bank_code": bank_code})
+
+    assert response.status_code == 422
+    assert response.json()["status"] is False
+    assert response.json()["message"] == "Could not resolve account name. Check parameters or try again."
+    assert response.json()["type"] == "validation_error"
+    assert paystack.validation_errors == []
+
+
+def test_an_account_without_a_given_name_resolves_to_a_name_derived_from_its_number(
+    paystack: PaystackStandIn,
+) -> None:
+    with payout_client(paystack) as client:
+        response = client.get("/bank/resolve", params={"account_number": "0000004321", "bank_code": "011"})
+
+    assert response.json()["data"] == {
+        "account_number": "0000004321",
+        "account_name": "STAND-IN ACCOUNT 4321",
+        "bank_id": 9,
+    }
+    assert paystack.validation_errors == []
+
+
+def test_a_refused_recipient_account_is_answered_400_and_creates_nothing(paystack: PaystackStandIn) -> None:
+    paystack.refused_recipient_accounts.add(ACCOUNT)
+    with payout_client(paystack) as client:
+        refused = create_recipient(client)
+        unknown_bank = create_recipient(client, account_number="9876543210", bank_code="000")
+
+    assert refused.status_code == 400
+    assert (refused.json()["status"], refused.json()["message"]) == (False, "Account number is invalid")
+    assert unknown_bank.status_code == 400
+    assert paystack.recipient_count() == 0
+    assert paystack.validation_errors == []
+
+
+def test_a_transfer_to_an_unknown_recipient_is_refused_and_creates_nothing(paystack: PaystackStandIn) -> None:
+    reference = withdrawal_reference(8)
+    with payout_client(paystack) as client:
+        response = initiate(client, "RCP_doesnotexist1", reference)
+
+    assert response.status_code == 400
+    assert response.json()["message"] == "Recipient specified is invalid"
+    with pytest.raises(KeyError):
+        paystack.transfer(reference)
+    assert paystack.transfer_initiations(reference) == 1
+    assert paystack.validation_errors == []
+
+
+def test_a_transfer_answer_that_breaks_the_openapi_is_caught(
+    paystack: PaystackStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_transfer_data = paystack_standin._transfer_data
+
+    def without_transfer_code(transfer: paystack_standin.StandInTransfer) -> dict[str, Any]:
+        data = real_transfer_data(transfer)
+        del data["transfer_code"]
+        return data
+
+    monkeypatch.setattr(paystack_standin, "_transfer_data", without_transfer_code)
+    reference = withdrawal_reference(9)
+    with payout_client(paystack) as client:
+        initiated = initiate(client, a_recipient(client), reference)
+        verified = client.get(f"/transfer/verify/{reference}")
+
+    assert (initiated.status_code, verified.status_code) == (500, 500)
+    initiate_error, verify_error = paystack.validation_errors
+    assert initiate_error.startswith("response POST /transfer:")
+    assert verify_error.startswith(f"response GET /transfer/verify/{reference}:")
+    assert "'transfer_code' is a required property" in initiate_error
+    assert "'transfer_code' is a required property" in verify_error
+
+
+def test_reset_forgets_payout_state_and_knobs(paystack: PaystackStandIn) -> None:
+    reference = withdrawal_reference(20)
+    with payout_client(paystack) as client:
+        initiate(client, a_recipient(client), reference)
+    paystack.account_names[(GTB, ACCOUNT)] = "ADA"
+    paystack.unresolvable_accounts.add(ACCOUNT)
+    paystack.refused_recipient_accounts.add(ACCOUNT)
+    paystack.set_next_transfer_answers("otp")
+    paystack.default_transfer_answer = "failed"
+    banks = list(paystack.banks)
+
+    paystack.reset()
+
+    with pytest.raises(KeyError):
+        paystack.transfer(reference)
+    assert paystack.recipient_count() == 0
+    assert paystack.transfer_initiations(reference) == 0
+    assert (paystack.account_names, paystack.unresolvable_accounts, paystack.refused_recipient_accounts) == (
+        {},
+        set(),
+        set(),
+    )
+    assert (paystack.transfer_answers, paystack.default_transfer_answer) == ([], "pending")
+    assert paystack.banks == banks
+
+
+@pytest.mark.parametrize(
+    ("event_type", "status"),
+    [("transfer.success", "success"), ("transfer.failed", "failed"), ("transfer.reversed", "reversed")],
+)
+def test_transfer_events_carry_the_transfer_and_a_status_matching_the_event(
+    paystack: PaystackStandIn, event_type: str, status: str
+) -> None:
+    reference = withdrawal_reference(30)
+    with payout_client(paystack) as client:
+        recipient_code = a_recipient(client)
+        initiate(client, recipient_code, reference, amount=75_000)
+    transfer = paystack.transfer(reference)
+
+    body = paystack.build_transfer_event(reference, event_type, reason="Account is dormant")
+    event = json.loads(body)
+    template = json.loads((EVENTS_DIR / f"{event_type}.json").read_text(encoding="utf-8"))
+
+    assert event["event"] == event_type
+    data = event["data"]
+    assert (data["reference"], data["amount"], data["currency"], data["transfer_code"], data["id"]) == (
+        reference,
+        75_000,
+        "NGN",
+        transfer.transfer_code,
+        transfer.id,
+    )
+    assert (data["status"], data["domain"], data["reason"], data["gateway_response"]) == (
+        status,
+        "test",
+        "rent",
+        "Account is dormant",
+    )
+    assert data["recipient"]["recipient_code"] == recipient_code
+    assert data["recipient"]["details"]["account_number"] == ACCOUNT
+    assert set(template["data"]) <= set(data)
+    assert is_valid_signature(body, paystack.sign(body), paystack.secret_key)
+    # Building an event changes nothing: verify still reports what the stand-in holds.
+    assert paystack.transfer(reference).status == "pending"
+
+
+def test_a_transfer_event_for_an_unknown_reference_is_the_example_with_that_reference(
+    paystack: PaystackStandIn,
+) -> None:
+    template = json.loads((EVENTS_DIR / "transfer.failed.json").read_text(encoding="utf-8"))
+
+    data = json.loads(paystack.build_transfer_event("wd-unknown", "transfer.failed"))["data"]
+
+    assert data["reference"] == "wd-unknown"
+    assert data == template["data"] | {"reference": "wd-unknown"}

@@ -1,22 +1,29 @@
 """Paystack: the one place the service talks to the payment provider, and reads what it says."""
 
-from app.domain.payments.paystack.client import InitializedTransaction, PaystackClient
+from app.domain.payments.paystack.client import InitializedTransaction, PaystackClient, ResolvedAccount
 from app.domain.payments.paystack.shapes import (
     CHARGE_SUCCESS,
     DISPUTE_CREATED,
     REFUND_PROCESSED,
+    TRANSFER_EVENTS,
+    TRANSFER_FAILED,
+    TRANSFER_REVERSED,
+    TRANSFER_SUCCESS,
     NotFoundReport,
     PaymentReport,
     PaystackEvent,
     RefundReport,
     ReportSource,
     TransactionStatus,
+    TransferReport,
+    TransferStatus,
     decode_event,
     disputed_reference,
     event_head,
     parse_paystack_time,
     refund_report,
     transaction_report,
+    transfer_report,
 )
 from app.domain.payments.paystack.signature import is_valid_signature, sign_webhook
 from app.domain.payments.paystack.transport import PaystackError, PaystackNotFound
@@ -25,6 +32,10 @@ __all__ = (
     "CHARGE_SUCCESS",
     "DISPUTE_CREATED",
     "REFUND_PROCESSED",
+    "TRANSFER_EVENTS",
+    "TRANSFER_FAILED",
+    "TRANSFER_REVERSED",
+    "TRANSFER_SUCCESS",
     "InitializedTransaction",
     "NotFoundReport",
     "PaymentReport",
@@ -34,7 +45,10 @@ __all__ = (
     "PaystackNotFound",
     "RefundReport",
     "ReportSource",
+    "ResolvedAccount",
     "TransactionStatus",
+    "TransferReport",
+    "TransferStatus",
     "decode_event",
     "disputed_reference",
     "event_head",
@@ -43,4 +57,5 @@ __all__ = (
     "refund_report",
     "sign_webhook",
     "transaction_report",
+    "transfer_report",
 )

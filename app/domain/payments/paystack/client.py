@@ -5,9 +5,16 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, Final
 
+import httpx
 import msgspec
 
-from app.domain.payments.paystack.shapes import PaymentReport, ReportSource, transaction_report
+from app.domain.payments.paystack.shapes import (
+    PaymentReport,
+    ReportSource,
+    TransferReport,
+    transaction_report,
+    transfer_report,
+)
 from app.domain.payments.paystack.transport import (
     PaystackError,
     PaystackTransport,
@@ -42,6 +49,17 @@ class PaystackBank(msgspec.Struct, frozen=True):
     currency: str
     active: bool = True
     is_deleted: bool | None = False
+
+
+class ResolvedAccount(msgspec.Struct, frozen=True):
+    """A bank account Paystack resolved (`GET /bank/resolve`): the name the bank holds for it."""
+
+    account_number: str
+    account_name: str
+
+
+class _Recipient(msgspec.Struct, frozen=True):
+    recipient_code: str
 
 
 class PaystackClient(PaystackTransport):
@@ -151,3 +169,91 @@ class PaystackClient(PaystackTransport):
         envelope = read_envelope(response, operation="list banks")
         banks = data_of(response, envelope, operation="list banks", convert_to=list[PaystackBank])
         return [bank for bank in banks if bank.active and not bank.is_deleted]
+
+    async def resolve_account(self, *, account_number: str, bank_code: str) -> ResolvedAccount:
+        """The name the bank holds for this account (`GET /bank/resolve`).
+
+        Raises:
+            PaystackError: Paystack could not resolve it (`refused`: the account or bank is wrong), failed, or
+                could not be reached.
+        """
+        response, _ = await self.send(
+            "GET", "/bank/resolve", params={"account_number": account_number, "bank_code": bank_code}
+        )
+        envelope = read_envelope(response, operation="resolve account")
+        return data_of(response, envelope, operation="resolve account", convert_to=ResolvedAccount)
+
+    async def create_recipient(self, *, name: str, account_number: str, bank_code: str, currency: str) -> str:
+        """A `nuban` transfer recipient's code (`POST /transferrecipient`); Paystack returns the existing
+        recipient for an account it knows, so a repeated call creates nothing new.
+
+        Raises:
+            PaystackError: Paystack refused the recipient (`refused`), failed, or could not be reached.
+        """
+        body = {
+            "type": "nuban",
+            "name": name,
+            "account_number": account_number,
+            "bank_code": bank_code,
+            "currency": currency,
+        }
+        response, _ = await self.send("POST", "/transferrecipient", json=body)
+        envelope = read_envelope(response, operation="create recipient")
+        return data_of(response, envelope, operation="create recipient", convert_to=_Recipient).recipient_code
+
+    async def initiate_transfer(
+        self, *, amount: int, recipient_code: str, reference: str, currency: str, reason: str | None
+    ) -> TransferReport:
+        """Start a transfer from the Paystack balance (`POST /transfer`) with OUR reference.
+
+        Sent once, never retried here: when the answer is lost (timeout, 5xx) Paystack may hold the transfer, and
+        the caller must ask (`verify_transfer`) before sending it again; Paystack refuses a reference it has seen.
+
+        Raises:
+            ValueError: the reference is malformed.
+            PaystackError: Paystack refused the transfer (`refused`: its message says why, e.g. its balance is
+                too low), or its outcome is unknown (no answer, a 5xx, an unreadable answer).
+        """
+        check_reference(reference)
+        body: dict[str, Any] = {
+            "source": "balance",
+            "amount": amount,
+            "recipient": recipient_code,
+            "reference": reference,
+            "currency": currency,
+        }
+        if reason:
+            body["reason"] = reason
+        response, _ = await self.send("POST", "/transfer", json=body, retry=False)
+        envelope = read_envelope(response, operation="initiate transfer")
+        data_of(response, envelope, operation="initiate transfer", convert_to=dict)
+        return self._transfer_report(response, envelope.data, reference, "initiation")
+
+    async def verify_transfer(self, reference: str) -> TransferReport:
+        """Paystack's current view of our transfer (`GET /transfer/verify/{reference}`).
+
+        Raises:
+            PaystackNotFound: Paystack knows no transfer with this reference.
+            PaystackError: on any other refusal, an unreadable answer, or no answer within the attempts.
+        """
+        check_reference(reference)
+        response, _ = await self.send("GET", f"/transfer/verify/{reference}")
+        envelope = read_envelope(response, operation="verify transfer")
+        unknown = not_found(response, envelope, operation="verify transfer", reference=reference)
+        if unknown is not None:
+            raise unknown
+        data_of(response, envelope, operation="verify transfer", convert_to=dict)
+        return self._transfer_report(response, envelope.data, reference, "verification")
+
+    @staticmethod
+    def _transfer_report(response: httpx.Response, data: Any, reference: str, source: str) -> TransferReport:
+        try:
+            report = transfer_report(data, source)
+        except ValueError as exc:
+            logger.error("Paystack transfer %s (%s): unexpected data: %s", reference, source, exc)
+            msg = f"Paystack answered with unexpected data: {exc}"
+            raise PaystackError(msg, status_code=response.status_code) from exc
+        if report.reference != reference:
+            msg = f"Paystack answered about transfer {report.reference} instead of {reference}"
+            raise PaystackError(msg, status_code=response.status_code)
+        return report

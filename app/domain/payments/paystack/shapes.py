@@ -18,6 +18,10 @@ from app.lib.storable import decode_untrusted_json, storable_text
 CHARGE_SUCCESS: Final = "charge.success"
 REFUND_PROCESSED: Final = "refund.processed"
 DISPUTE_CREATED: Final = "charge.dispute.create"
+TRANSFER_SUCCESS: Final = "transfer.success"
+TRANSFER_FAILED: Final = "transfer.failed"
+TRANSFER_REVERSED: Final = "transfer.reversed"
+TRANSFER_EVENTS: Final = frozenset({TRANSFER_SUCCESS, TRANSFER_FAILED, TRANSFER_REVERSED})
 MAX_REFERENCE_LENGTH: Final = 100
 
 
@@ -213,6 +217,83 @@ def transaction_report(data: Any, source: ReportSource, *, status: object = None
         amount=transaction.amount,
         currency=transaction.currency,
         paid_at=parse_paystack_time(transaction.paid_at),
+        data=data,
+        source=source,
+    )
+
+
+class TransferStatus(enum.StrEnum):
+    """Paystack's status of a transfer (what `POST /transfer`, its verification and its webhooks say)."""
+
+    PENDING = "pending"
+    RECEIVED = "received"
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    SUCCESS = "success"
+    FAILED = "failed"
+    REVERSED = "reversed"
+    OTP = "otp"
+    """The account has transfer OTP on: the transfer waits for a code nobody will type."""
+    ABANDONED = "abandoned"
+    BLOCKED = "blocked"
+    REJECTED = "rejected"
+
+    @classmethod
+    def read(cls, value: object) -> TransferStatus | None:
+        try:
+            return cls(str(value))
+        except ValueError:
+            return None
+
+
+@dataclass(frozen=True)
+class TransferReport:
+    """Paystack's word about one of our withdrawals' transfers: an initiation's answer, a verification or a
+    `transfer.*` webhook."""
+
+    reference: str
+    status: TransferStatus | None
+    """None for a status Paystack added later: no news."""
+    amount: int
+    currency: str
+    transfer_code: str | None
+    reason: str | None
+    """Why it failed, when Paystack says (its `gateway_response`, or the failures it lists)."""
+    data: dict[str, Any]
+    source: str
+    """`initiation`, `verification` or `webhook`."""
+
+
+class _Transfer(msgspec.Struct):
+    reference: str
+    amount: int
+    currency: str
+    status: str = ""
+    transfer_code: str | None = None
+    gateway_response: str | None = None
+    failures: Any = None
+
+
+def transfer_report(data: Any, source: str, *, status: object = None) -> TransferReport:
+    """A report from Paystack's transfer object; `status` overrides the object's own (a webhook's event type).
+
+    Raises:
+        ValueError: the object lacks a usable reference, amount or currency.
+    """
+    try:
+        transfer = msgspec.convert(data, type=_Transfer)
+    except msgspec.ValidationError as exc:
+        raise ValueError(str(exc)) from exc
+    reason = transfer.gateway_response
+    if not reason and transfer.failures:
+        reason = storable_text(str(transfer.failures))[:500]
+    return TransferReport(
+        reference=_short_text(transfer.reference, "reference"),
+        status=TransferStatus.read(status if status is not None else transfer.status),
+        amount=transfer.amount,
+        currency=transfer.currency.upper(),
+        transfer_code=transfer.transfer_code,
+        reason=reason or None,
         data=data,
         source=source,
     )

@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 CONNECT_TIMEOUT_SECONDS: Final = 3.0
 NOT_FOUND: Final = 404
 _SERVER_ERROR: Final = 500
+_NOT_ABOUT_THE_REQUEST: Final = frozenset({401, 403, 408, 429})
 _REFERENCE_PATTERN: Final = re.compile(r"^[A-Za-z0-9.=-]+$")
 
 _T = TypeVar("_T")
@@ -51,6 +52,17 @@ class PaystackError(Exception):
 
     def __str__(self) -> str:
         return self.message if self.status_code is None else f"{self.message} (HTTP {self.status_code})"
+
+    @property
+    def refused(self) -> bool:
+        """Paystack answered and refused THIS request (a 4xx about it): nothing was done, and sending it again
+        unchanged will not help. Not a bad key, a rate limit, a timeout or a 5xx, whose outcome is ours to fix
+        or unknown."""
+        return (
+            self.status_code is not None
+            and 400 <= self.status_code < 500
+            and self.status_code not in _NOT_ABOUT_THE_REQUEST
+        )
 
 
 class PaystackNotFound(PaystackError):
@@ -126,14 +138,26 @@ class PaystackTransport:
         await self._http.aclose()
 
     async def send(
-        self, method: str, path: str, *, json: Mapping[str, Any] | None = None, params: Mapping[str, Any] | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
+        retry: bool = True,
     ) -> tuple[httpx.Response, int]:
-        """Send one request, retrying transient failures; the final answer and the attempts it took."""
-        for attempt in range(1, self._max_attempts + 1):
+        """Send one request, retrying transient failures unless `retry` is False; the final answer and the
+        attempts it took.
+
+        `retry=False` is for a request whose lost answer must be looked up before it is sent again (a transfer:
+        Paystack may have made it).
+        """
+        attempts = self._max_attempts if retry else 1
+        for attempt in range(1, attempts + 1):
             try:
                 return await self._attempt(method, path, json=json, params=params, attempt=attempt), attempt
             except _RetryableError as failure:
-                if attempt == self._max_attempts:
+                if attempt == attempts:
                     logger.error("Paystack %s %s failed after %d attempts: %s", method, path, attempt, failure.error)
                     raise failure.error from failure.__cause__
                 await asyncio.sleep(self._backoff(attempt))
