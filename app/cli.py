@@ -405,7 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
     review_resolve = review_commands.add_parser(
         "resolve", help="close the open items of a reference (audited: who, when, why; moves no money)"
     )
-    review_resolve.add_argument("reference", help="the deposit reference (or event id) the items name")
+    review_resolve.add_argument("reference", help="the deposit or withdrawal reference (or event id) the items name")
     review_resolve.add_argument("--note", required=True, help="why it is resolved, for the audit log")
     review_resolve.set_defaults(handler=cmd_review_resolve)
 

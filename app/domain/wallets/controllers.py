@@ -135,7 +135,7 @@ class WalletController(Controller):
     @get(
         "/transactions",
         guards=[requires(Permission.READ)],
-        summary="Your deposits and transfers, newest first",
+        summary="Your deposits, transfers and withdrawals, newest first",
         description=(
             "Keyset-paginated: when more items exist, the next page's URL is in the "
             '`Link: <...>; rel="next"` header (absent on the last page).'
@@ -183,11 +183,13 @@ class WalletController(Controller):
     @get(
         "/transactions/{reference:str}",
         guards=[requires(Permission.READ)],
-        summary="One deposit or transfer of yours, by reference",
+        summary="One deposit, transfer or withdrawal of yours, by reference",
         responses={
             **USER_OR_KEY_RESPONSES,
             400: UNREADABLE_REQUEST,
-            404: error_response("`TRANSACTION_NOT_FOUND`: none of your deposits or transfers has this reference."),
+            404: error_response(
+                "`TRANSACTION_NOT_FOUND`: none of your deposits, transfers or withdrawals has this reference."
+            ),
         },
     )
     async def transaction(

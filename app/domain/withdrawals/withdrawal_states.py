@@ -150,7 +150,7 @@ class WithdrawalStates:
                 "nothing moved"
             )
             await self._flag(withdrawal, ReviewKind.PAYOUT_CONTRADICTION, reason, report.source)
-            await self._save(withdrawal, changes)
+            await self._save(withdrawal, {})
             return WithdrawalOutcome.REVIEW
         event = event_of(report)
         if event is WithdrawalEvent.FAILED and report.status is TransferStatus.OTP:
@@ -181,8 +181,9 @@ class WithdrawalStates:
     ) -> WithdrawalOutcome:
         status = WithdrawalStatus(withdrawal.status)
         transition = TRANSITIONS.get((status, event)) if event is not None else None
+        # Paystack's data is kept from the news that decided the state, not from a repeat or a contradiction.
         if transition is None:
-            await self._save(withdrawal, changes)
+            await self._save(withdrawal, {})
             return WithdrawalOutcome.UNCHANGED
         if transition.review is not None:
             await self._flag(
@@ -192,7 +193,7 @@ class WithdrawalStates:
                 f"{status}; nothing moved: check the transfer on Paystack's dashboard",
                 f"{source}:{event}",
             )
-            await self._save(withdrawal, changes)
+            await self._save(withdrawal, {})
             return WithdrawalOutcome.REVIEW
         if transition.movement is not None:
             await self._move(withdrawal, transition.movement, source)

@@ -52,6 +52,10 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("GET", "/wallet/transactions"): "read",
     ("GET", "/wallet/transactions/{reference}"): "read",
     ("GET", "/banks"): ANY_KEY,
+    # Money leaving to a bank account needs its own permission: `transfer` never implies it.
+    ("POST", "/wallet/withdrawals"): "withdraw",
+    ("GET", "/wallet/withdrawals"): "read",
+    ("GET", "/wallet/withdrawals/{reference}"): "read",
 }
 """What each protected operation needs: a permission (a JWT, or a key holding it), or a JWT only."""
 

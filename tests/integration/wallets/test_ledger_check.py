@@ -19,6 +19,8 @@ from app.db import models as m
 from app.domain.auth.users import Identity
 from app.domain.wallets.checks import check_ledger
 from app.domain.wallets.ledger import LedgerService
+from app.domain.withdrawals.schemas import Bank
+from app.domain.withdrawals.service import PayoutOrder, reserve_withdrawal
 from app.lib.db import session_maker
 from app.lib.infra import create_database_if_missing_async, drop_database_async
 from app.lib.migrations import upgrade_async
@@ -180,6 +182,44 @@ async def test_refund_damage_is_named_a_journal_unrecorded_an_uncovered_refund_u
     assert any("refund rf_silent: not taken back and not flagged for review" in line for line in lines), lines
     assert any("deposit dep_refunded (refunded, 1000): 700 refunded" in line for line in lines), lines
     assert any("account paystack holds 0 but its records say -300" in line for line in lines), lines
+
+
+async def test_withdrawal_damage_is_named_a_success_never_paid_a_pending_one_returned_and_a_payout_of_nothing(
+    scratch: AsyncEngine,
+) -> None:
+    sessions = session_maker(scratch)
+    bank = Bank(name="Guaranty Trust Bank", code="058", currency="NGN")
+    async with sessions() as session:
+        _, wallet = await sign_in(session, Identity(email="payouts@example.com"), "NGN")
+        await session.commit()
+        await fund(scratch, wallet.id, 10_000)
+        for reference in ("wd-unpaid", "wd-returned-early", "wd-honest"):
+            order = PayoutOrder(amount=1_000, bank=bank, account_number="0123456789", account_name="ADA")
+            await reserve_withdrawal(
+                session, wallet_id=wallet.id, order=order, reference=reference, actor="t", daily_limit=0
+            )
+        ledger = LedgerService(session)
+        # Marked paid out, but its money never left the in-flight account.
+        await session.execute(text("UPDATE withdrawals SET status = 'success' WHERE reference = 'wd-unpaid'"))
+        # Given back while still pending: the wallet has its money and the transfer may still pay.
+        await ledger.return_withdrawal(
+            wallet_id=wallet.id, amount=1_000, reference="wd-returned-early", after_payout=False, actor="t"
+        )
+        # Paid out for a withdrawal nobody asked for.
+        await ledger.complete_withdrawal(amount=500, reference="wd-ghost", actor="t")
+        # An honest failure: returned once, from in flight.
+        await ledger.return_withdrawal(
+            wallet_id=wallet.id, amount=1_000, reference="wd-honest", after_payout=False, actor="t"
+        )
+        await session.execute(text("UPDATE withdrawals SET status = 'failed' WHERE reference = 'wd-honest'"))
+        await session.commit()
+        lines = (await check_ledger(session)).violations
+
+    assert any("withdrawal wd-unpaid (success, 1000): no payout journal" in line for line in lines), lines
+    assert any("withdrawal wd-returned-early (pending, 1000): a return journal" in line for line in lines), lines
+    assert any("journal payout:wd-ghost belongs to no withdrawal" in line for line in lines), lines
+    assert any(line.startswith("account withdrawals_in_flight holds") for line in lines), lines
+    assert not any("wd-honest" in line for line in lines), lines
 
 
 async def test_a_balanced_journal_of_an_unknown_kind_that_creates_money_is_refused_and_named_by_the_check(
