@@ -55,7 +55,7 @@ worker_hijack_root_logger = False
 # Our logging already writes to stdout; Celery re-logging stdout would print every line twice.
 worker_redirect_stdouts = False
 
-imports = ("tasks.keys", "tasks.ledger", "tasks.idempotency", "tasks.payments", "tasks.withdrawals")
+imports = ("tasks.keys", "tasks.ledger", "tasks.idempotency", "tasks.payments", "tasks.withdrawals", "tasks.webhooks")
 
 task_default_queue = QueueName.MAINTENANCE.value
 task_queues = tuple(Queue(queue.value) for queue in QueueName)

@@ -176,6 +176,18 @@ class MoneySettings:
 
 
 @dataclass(frozen=True)
+class WebhookSettings:
+    retry_base_seconds: int = env("WEBHOOK_RETRY_BASE_SECONDS", 30)
+    """The wait after an event delivery's first failure; it doubles after each next one, capped at 6 hours."""
+    max_attempts: int = env("WEBHOOK_MAX_ATTEMPTS", 12)
+    """Attempts of one delivery before it is `failed`."""
+    lease_seconds: int = env("WEBHOOK_LEASE_SECONDS", 60)
+    """How long a worker holds a delivery it is sending; one killed mid-delivery leaves it due again after this."""
+    allow_private_urls_setting: str = env("WEBHOOK_ALLOW_PRIVATE_URLS", "")
+    """`true` or `false`; empty: allowed outside production only (see `Settings.webhook_allow_private_urls`)."""
+
+
+@dataclass(frozen=True)
 class HttpSettings:
     host: str = env("API_HOST", "127.0.0.1")
     """`wallet api`'s listen address."""
@@ -223,6 +235,7 @@ CONCERNS: dict[str, type] = {
     "http": HttpSettings,
     "log": LogSettings,
     "worker": WorkerSettings,
+    "webhooks": WebhookSettings,
 }
 
 
@@ -242,10 +255,20 @@ class Settings:
     http: HttpSettings = field(default_factory=HttpSettings)
     log: LogSettings = field(default_factory=LogSettings)
     worker: WorkerSettings = field(default_factory=WorkerSettings)
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
 
     @property
     def is_production(self) -> bool:
         return self.app_env == "production"
+
+    @property
+    def webhook_allow_private_urls(self) -> bool:
+        """Event endpoints may be `http` and local addresses: `WEBHOOK_ALLOW_PRIVATE_URLS`, by default everywhere
+        but production."""
+        setting = self.webhooks.allow_private_urls_setting.strip().lower()
+        if setting:
+            return setting in {"1", "true", "yes", "on"}
+        return not self.is_production
 
     def replaced(self, **values: Any) -> Settings:
         """A copy with some settings changed, named like their environment variables in lower case

@@ -23,6 +23,8 @@ from app.domain.payments.inbox import WebhookInbox
 from app.domain.payments.paystack import PaystackClient
 from app.domain.wallets.notifications import SettlementNotifier
 from app.domain.wallets.transfers import unwaited_settlement_requests
+from app.domain.webhooks.delivery import DELIVERIES
+from app.domain.webhooks.outbox import DELIVERIES_CREATED
 from app.lib.db import session_maker
 from app.lib.drain import CoalescedRequests
 from app.lib.inflight import CallerSlots
@@ -53,6 +55,15 @@ class ApiProcess:
     notifier: SettlementNotifier
     unwaited_settlements: CoalescedRequests
     """Requests for settlement nobody waits for (`TRANSFER_WAIT_MS=0`), folded per process."""
+    delivery_requests: CoalescedRequests
+    """Requests for a run delivering the events a commit created for subscribed endpoints, folded per process."""
+
+    def unit_of_work(self) -> UnitOfWork:
+        """A unit of work of this process; a commit that created event deliveries requests a delivery run."""
+        return UnitOfWork(self.sessions, self.pool, on_commit={DELIVERIES_CREATED: self._request_deliveries})
+
+    async def _request_deliveries(self) -> None:
+        self.delivery_requests.request()
 
     @classmethod
     async def start(cls, settings: Settings, engine: AsyncEngine) -> ApiProcess:
@@ -63,7 +74,11 @@ class ApiProcess:
         notifier.start()  # connects in the background
         credentials = CredentialCache(partial(settings.database.connect, LISTENER_APPLICATION_NAME))
         credentials.start()  # listens in the background; until then every credential is checked in PostgreSQL
-        return cls(
+
+        def units() -> UnitOfWork:
+            return process.unit_of_work()
+
+        process = cls(
             settings=settings,
             engine=engine,
             pool=pool,
@@ -72,15 +87,18 @@ class ApiProcess:
             verifier=CredentialVerifier(settings, pool, credentials),
             slots=CallerSlots(settings.http.max_requests_in_flight_per_caller),
             paystack=PaystackClient(settings.paystack),
-            inbox=WebhookInbox(lambda: UnitOfWork(sessions, pool), redis),
+            inbox=WebhookInbox(units, redis),
             notifier=notifier,
             unwaited_settlements=unwaited_settlement_requests(redis),
+            delivery_requests=CoalescedRequests(DELIVERIES, redis),
         )
+        return process
 
     async def stop(self) -> None:
         # Requests folded but not yet sent go out before Redis closes (beat would otherwise find them later).
         await self.inbox.close()
         await self.unwaited_settlements.close()
+        await self.delivery_requests.close()
         await self.verifier.cache.stop()
         await self.paystack.aclose()
         await self.notifier.stop()
@@ -101,8 +119,7 @@ def _process(state: State) -> ApiProcess:
 
 async def provide_uow(state: State) -> AsyncIterator[UnitOfWork]:
     """The request's unit of work; its session (made only if the request needs one) closes with the request."""
-    process = _process(state)
-    uow = UnitOfWork(process.sessions, process.pool)
+    uow = _process(state).unit_of_work()
     try:
         yield uow
     finally:

@@ -18,6 +18,7 @@ SCENARIO_LABELS = {
     "uniform_half_load": "HALF",
     "read_mix": "READ",
     "webhook_burst": "HOOK",
+    "uniform_with_subscribers": "SUBS",
 }
 BLUE, GREEN, GREY = (66, 110, 200), (70, 165, 90), (175, 175, 175)
 LIGHT, MID, DARK = (150, 190, 235), (70, 125, 205), (25, 55, 120)

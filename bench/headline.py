@@ -176,6 +176,7 @@ def summarize(
     hot_ratio = _ratio(hot.get("settled_per_s") or 0.0, settled)
     p99_half = scenarios["uniform_half_load"]["accept_latency_ms"]["p99"]
     webhooks = scenarios["webhook_burst"]["accepted_per_s"]
+    subscribed = scenarios.get("uniform_with_subscribers") or {}
     measured = [*service_rounds, *(s for name, s in scenarios.items() if name != "uniform")]
     rows = round_rows(service_rounds, floor_rounds, pgbench_rounds, one_rounds)
     loads = [value for row in rows for value in row["load_average_1m"].values()]
@@ -207,6 +208,10 @@ def summarize(
         "floor_settled_per_s": floor_settled,
         "pgbench_tps": tps,
         "webhooks_per_s": webhooks,
+        # Every wallet subscribed to every event (the outbox rows and their deliveries): the same load.
+        "subscribed_settled_per_s": subscribed.get("settled_per_s"),
+        "subscribed_to_uniform": _ratio(subscribed.get("settled_per_s") or 0.0, settled),
+        "delivery_lag_p99_ms": (subscribed.get("delivery_lag_ms") or {}).get("p99"),
         "accepted_per_s": accepted,
         "cpu_ms_per_transfer": _round(transfer_cpu_ms, 2),
         "cpu_ms_per_transfer_split": service_split,

@@ -21,6 +21,8 @@ import asyncio
 import contextlib
 import os
 import secrets
+import socket
+import sys
 import tempfile
 import time
 from dataclasses import asdict, replace
@@ -29,9 +31,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
+import httpx
 import redis
 
 from app.config import Settings, get_settings, load_settings
+from app.lib.infra import free_port
 from bench import floor as floor_program
 from bench import procfs
 from bench.funding import fund
@@ -40,10 +44,11 @@ from bench.loadgen import READ, TRANSFER, WEBHOOK, WEBHOOK_REFERENCE_PLACEHOLDER
 from bench.params import Parameters, parameters_from
 from bench.pgbench import PgBench
 from bench.profiles import profiled_loads, profiling_env
-from bench.scenarios import Scenarios
+from bench.scenarios import Scenarios, poll
 from bench.stack import (
     FloorServer,
     PgServer,
+    Service,
     Stack,
     deployed_python,
     service_env,
@@ -219,6 +224,7 @@ class Bench:
             # time gives the processing rate, the rest would only make the run longer.
             drain_timeout_s=min(params.drain_timeout_s, 45.0),
         )
+        others["uniform_with_subscribers"] = await self._with_subscribers(scenarios, wallets)
         profile = None
         if params.profile:
             try:
@@ -227,6 +233,49 @@ class Bench:
                 print(f"  profiling failed: {exc!r}", flush=True)
                 self.notes.append(f"the profiled run failed: {exc!r}")
         return summarize(rounds, others, funding, profile, floor_details)
+
+    async def _with_subscribers(self, scenarios: Scenarios, wallets: list[tuple[str, str]]) -> dict[str, Any]:
+        """The uniform load again with every wallet subscribed to every event: what the outbox and the
+        deliveries cost settlement, and how long an event takes to reach its receiver."""
+        assert self.stack is not None
+        port = free_port()
+        command = [sys.executable, "-m", "bench.receiver", str(port)]
+        receiver = await asyncio.to_thread(Service, "receiver", command, dict(os.environ), self.log_dir)
+        endpoints: list[tuple[str, str]] = []
+        try:
+            await poll(lambda: asyncio.to_thread(_accepts, port), timeout_s=30)
+            gate = asyncio.Semaphore(16)
+            async with httpx.AsyncClient(base_url=self.stack.base_url, timeout=30) as http:
+
+                async def subscribe(token: str) -> tuple[str, str]:
+                    async with gate:
+                        answer = await http.post(
+                            "/webhooks",
+                            json={"url": f"http://127.0.0.1:{port}/hooks", "events": ["*"]},
+                            headers={"Authorization": f"Bearer {token}"},
+                        )
+                    answer.raise_for_status()
+                    return token, str(answer.json()["id"])
+
+                endpoints = list(await asyncio.gather(*(subscribe(token) for token, _ in wallets)))
+                print(f"  {len(endpoints)} endpoints subscribed to every event at 127.0.0.1:{port}", flush=True)
+                report = await scenarios.scenario(
+                    "uniform_with_subscribers",
+                    TRANSFER,
+                    "uniform transfers, closed loop, every wallet's endpoint subscribed to every event "
+                    "(a local receiver answering 204)",
+                    scenarios.uniform(wallets, self.stack.port),
+                    duration=self.params.duration_s,
+                )
+
+                async def unsubscribe(token: str, endpoint_id: str) -> None:
+                    async with gate:
+                        await http.delete(f"/webhooks/{endpoint_id}", headers={"Authorization": f"Bearer {token}"})
+
+                await asyncio.gather(*(unsubscribe(token, endpoint_id) for token, endpoint_id in endpoints))
+        finally:
+            await asyncio.to_thread(receiver.stop)
+        return report
 
     async def _rounds(
         self, scenarios: Scenarios, wallets: list[tuple[str, str]]
@@ -410,6 +459,12 @@ class Bench:
             )
             print(f"  WARNING: {note}", flush=True)
             self.notes.append(note)
+
+
+def _accepts(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+        return True
+    return False
 
 
 def main(args: argparse.Namespace) -> int:

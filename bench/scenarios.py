@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from bench.params import Parameters
     from bench.stack import Target
 
-QUEUES = ("settlement", "webhooks", "maintenance")
+QUEUES = ("settlement", "webhooks", "webhooks_out", "maintenance")
 """Celery's queues (celeryconfig.py); kombu keeps each as a Redis list of that name."""
 
 
@@ -323,6 +323,7 @@ class Scenarios:
         report |= drain
         if kind == TRANSFER:
             report |= await self.settlement(window_from, window_to)
+            report |= await self.deliveries(window_from, window_to)
         if kind == WEBHOOK:
             report |= await self.webhooks(window_from, window_to, duration)
         report["seconds_after_load_to_drain"] = round(time.time() - after_load, 2)
@@ -348,7 +349,13 @@ class Scenarios:
             target.check_alive()
             pending = await self.db.fetchval("SELECT count(*) FROM transfers WHERE status = 'pending'")
             waiting = await self.db.fetchval("SELECT count(*) FROM webhook_events WHERE status = 'received'")
-            return pending == 0 and waiting <= self.abandoned_events and not any(self.queue_lengths().values())
+            undelivered = await self.db.fetchval("SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'")
+            return (
+                pending == 0
+                and waiting <= self.abandoned_events
+                and undelivered == 0
+                and not any(self.queue_lengths().values())
+            )
 
         ok = await poll(drained, timeout_s=timeout_s, interval=0.1)
         cpu = procfs.cpu_between(cpu_before, procfs.snapshot_cpu(target.groups))
@@ -403,6 +410,29 @@ class Scenarios:
                 "mean": round(float(row["mean"]) * 1000, 2) if settled else None,
                 "max": round(float(row["worst"]) * 1000, 2) if settled else None,
             },
+        }
+
+    async def deliveries(self, window_from: float, window_to: float) -> dict[str, Any]:
+        """The events of the window's movements and their delivery to the subscribed endpoints."""
+        row = await self.db.fetchrow(
+            """
+            SELECT count(DISTINCT e.id) AS events,
+                   count(d.id) AS deliveries,
+                   count(d.id) FILTER (WHERE d.status = 'delivered') AS delivered,
+                   percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (
+                       ORDER BY extract(epoch FROM d.delivered_at - e.created_at)) AS lag
+            FROM wallet_events e LEFT JOIN webhook_deliveries d ON d.event_id = e.id
+            WHERE e.created_at >= to_timestamp($1) AND e.created_at < to_timestamp($2)
+            """,
+            window_from,
+            window_to,
+        )
+        lag = [round(float(x) * 1000, 2) for x in row["lag"]] if row["delivered"] else [None, None, None]
+        return {
+            "events": int(row["events"]),
+            "deliveries": int(row["deliveries"]),
+            "delivered": int(row["delivered"]),
+            "delivery_lag_ms": dict(zip(("p50", "p95", "p99"), lag, strict=True)),
         }
 
     async def webhooks(self, window_from: float, window_to: float, duration: float) -> dict[str, Any]:

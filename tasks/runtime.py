@@ -17,6 +17,7 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, TypeVar
 
 from celery.signals import task_postrun, task_prerun, worker_process_init, worker_process_shutdown, worker_shutdown
@@ -24,6 +25,8 @@ from sqlalchemy import event
 from sqlalchemy.util import await_only
 
 from app.config import Settings, get_settings
+from app.domain.webhooks.delivery import DELIVERIES
+from app.domain.webhooks.outbox import DELIVERIES_CREATED
 from app.lib.db import session_maker
 from app.lib.heap import freeze_long_lived
 from app.lib.logging import configure_logging, request_id_var
@@ -93,7 +96,7 @@ class WorkerContext:
             pause = pause_hook_seconds(TEST_COMMIT_PAUSE_ENV, self.settings.app_env)
             if pause:
                 _pause_before_writing_commits(session, pause)
-            yield UnitOfWork(session)
+            yield UnitOfWork(session, on_commit={DELIVERIES_CREATED: partial(DELIVERIES.request, self.redis)})
 
 
 class _Runtime(threading.local):

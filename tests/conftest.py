@@ -65,6 +65,8 @@ def pytest_configure(config: pytest.Config) -> None:
             "LOG_LEVEL": "INFO",
             "TRANSFER_WAIT_MS": os.environ.get("TRANSFER_WAIT_MS", "2000"),
             "RATE_LIMIT_PER_MINUTE": "0",
+            # Event deliveries retried after about a second (not 30): a test sees three attempts in seconds.
+            "WEBHOOK_RETRY_BASE_SECONDS": "1",
             "PAYSTACK_SECRET_KEY": "sk_test_wallet_suite_secret",
             # Payments (issue 5): a free loopback port reserved for the run's Paystack stand-in, so every API
             # and worker process of the run, whichever test starts it, verifies deposits against the one

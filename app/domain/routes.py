@@ -9,6 +9,7 @@ from app.domain.keys.controllers import ApiKeyController
 from app.domain.payments.controllers import PaymentsController
 from app.domain.system.controllers import SystemController
 from app.domain.wallets.controllers import WalletController
+from app.domain.webhooks.controllers import WebhookController
 from app.domain.withdrawals.controllers import BanksController, WithdrawalsController
 
 if TYPE_CHECKING:
@@ -22,4 +23,5 @@ ROUTE_HANDLERS: list[ControllerRouterHandler] = [
     PaymentsController,
     BanksController,
     WithdrawalsController,
+    WebhookController,
 ]

@@ -176,6 +176,11 @@ class WithdrawalNotFound(NotFound):
     default_detail = "Withdrawal not found."
 
 
+class WebhookNotFound(NotFound):
+    error_code = "WEBHOOK_NOT_FOUND"
+    default_detail = "Webhook endpoint not found."
+
+
 class IdempotencyKeyInUse(WalletError):
     status_code = 409
     error_code = "IDEMPOTENCY_KEY_IN_USE"

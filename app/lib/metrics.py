@@ -23,12 +23,23 @@ logger = logging.getLogger(__name__)
 
 COUNTERS_KEY = "metrics:counters"
 LAG_KEY = "metrics:settlement_lag"
+DELIVERY_LAG_KEY = "metrics:delivery_lag"
+LAGS = {
+    LAG_KEY: ("wallet_settlement_lag_seconds", "Time from a transfer's acceptance to its settlement."),
+    DELIVERY_LAG_KEY: (
+        "wallet_webhook_delivery_lag_seconds",
+        "Time from an event's movement to its delivery to the user's endpoint.",
+    ),
+}
+"""Each lag histogram: its Redis hash, and its metric's name and help."""
 LAG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 COUNTER_HELP = {
     "transfers_accepted": "Transfers accepted (sender debited, settlement pending).",
     "transfers_settled": "Transfers settled (recipient credited).",
     "webhook_events": "Paystack webhook events by processing outcome.",
+    "webhook_deliveries": "Event deliveries to users' endpoints by outcome (delivered, retry, failed).",
+    "webhook_endpoints_disabled": "Users' endpoints disabled after failing for 3 days in a row.",
 }
 
 
@@ -50,8 +61,8 @@ async def count(redis: Redis, name: str, amount: int = 1, **labels: str) -> None
         logger.debug("metrics: could not count %s", name, exc_info=True)
 
 
-def lag_observed(lags_seconds: Iterable[float]) -> Callable[[Pipeline], object]:
-    """Acceptance-to-settlement times added to the histogram's buckets, to send in a pipeline.
+def lag_observed(lags_seconds: Iterable[float], key: str = LAG_KEY) -> Callable[[Pipeline], object]:
+    """Times added to a lag histogram's buckets (acceptance-to-settlement by default), to send in a pipeline.
 
     Added up here: one command per bucket for a whole settlement batch, not one per bucket per transfer.
     """
@@ -63,21 +74,21 @@ def lag_observed(lags_seconds: Iterable[float]) -> Callable[[Pipeline], object]:
         for bound in LAG_BUCKETS:
             within = sum(1 for lag in lags if lag <= bound)
             if within:
-                pipe.hincrby(LAG_KEY, f"le={bound}", within)
-        pipe.hincrby(LAG_KEY, "count", len(lags))
-        pipe.hincrbyfloat(LAG_KEY, "sum", sum(lags))
+                pipe.hincrby(key, f"le={bound}", within)
+        pipe.hincrby(key, "count", len(lags))
+        pipe.hincrbyfloat(key, "sum", sum(lags))
 
     return add
 
 
-async def observe_settlement_lag(redis: Redis, lags_seconds: Iterable[float]) -> None:
-    """Record acceptance-to-settlement times; never fails the caller (metrics are best effort)."""
+async def observe_lag(redis: Redis, lags_seconds: Iterable[float], key: str = LAG_KEY) -> None:
+    """Record times in a lag histogram (acceptance-to-settlement by default); never fails the caller."""
     try:
         async with redis.pipeline(transaction=False) as pipe:
-            lag_observed(lags_seconds)(pipe)
+            lag_observed(lags_seconds, key)(pipe)
             await pipe.execute()
     except Exception:  # a metrics outage must not fail money movement
-        logger.debug("metrics: could not observe settlement lag", exc_info=True)
+        logger.debug("metrics: could not observe %s", key, exc_info=True)
 
 
 def _text(value: bytes | str) -> str:
@@ -85,16 +96,16 @@ def _text(value: bytes | str) -> str:
 
 
 class _Snapshot(Collector):
-    """The shared counters and the settlement-lag histogram as read from Redis, plus gauges read elsewhere."""
+    """The shared counters and the lag histograms as read from Redis, plus gauges read elsewhere."""
 
     def __init__(
         self,
         counters: Mapping[bytes | str, bytes | str],
-        lag: Mapping[bytes | str, bytes | str],
+        lags: Mapping[str, Mapping[bytes | str, bytes | str]],
         gauges: Iterable[Metric],
     ) -> None:
         self.counters = {_text(k): int(v) for k, v in counters.items()}
-        self.lag = {_text(k): float(v) for k, v in lag.items()}
+        self.lags = {key: {_text(k): float(v) for k, v in lag.items()} for key, lag in lags.items()}
         self.gauges = list(gauges)
 
     def collect(self) -> Iterator[Metric]:
@@ -117,13 +128,13 @@ class _Snapshot(Collector):
             labels = dict(part.split("=", 1) for part in parts)
             family.add_metric([labels.get(label, "") for label in family._labelnames], value)  # noqa: SLF001
         yield from families.values()
-        buckets = [(str(bound), self.lag.get(f"le={bound}", 0.0)) for bound in LAG_BUCKETS]
-        buckets.append(("+Inf", self.lag.get("count", 0.0)))
-        histogram = HistogramMetricFamily(
-            "wallet_settlement_lag_seconds", "Time from a transfer's acceptance to its settlement."
-        )
-        histogram.add_metric([], buckets, self.lag.get("sum", 0.0))
-        yield histogram
+        for key, (name, help_text) in LAGS.items():
+            lag = self.lags.get(key, {})
+            buckets = [(str(bound), lag.get(f"le={bound}", 0.0)) for bound in LAG_BUCKETS]
+            buckets.append(("+Inf", lag.get("count", 0.0)))
+            histogram = HistogramMetricFamily(name, help_text)
+            histogram.add_metric([], buckets, lag.get("sum", 0.0))
+            yield histogram
         yield from self.gauges
 
 
@@ -132,7 +143,8 @@ async def render(redis: Redis, gauges: Callable[[], Awaitable[Iterable[Metric]]]
     business = b""
     try:
         registry = CollectorRegistry()
-        registry.register(_Snapshot(await redis.hgetall(COUNTERS_KEY), await redis.hgetall(LAG_KEY), await gauges()))
+        lags = {key: await redis.hgetall(key) for key in LAGS}
+        registry.register(_Snapshot(await redis.hgetall(COUNTERS_KEY), lags, await gauges()))
         business = generate_latest(registry)
     except Exception:  # HTTP metrics are still worth serving without Redis or PostgreSQL
         logger.warning("metrics: business counters unavailable", exc_info=True)

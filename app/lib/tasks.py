@@ -34,6 +34,8 @@ class TaskName(enum.StrEnum):
     VERIFY_STALE_DEPOSITS = "tasks.payments.verify_stale_deposits"
     PAY_OUT = "tasks.withdrawals.pay_out"
     CHECK_STALE_WITHDRAWALS = "tasks.withdrawals.check_stale_withdrawals"
+    DELIVER_WEBHOOKS = "tasks.webhooks.deliver_webhooks"
+    REQUEST_DUE_DELIVERIES = "tasks.webhooks.request_due_webhook_deliveries"
     SWEEP_EXPIRED_KEYS = "tasks.keys.sweep_expired_keys"
     PURGE_IDEMPOTENCY_RECORDS = "tasks.idempotency.purge_expired_records"
 
@@ -41,6 +43,7 @@ class TaskName(enum.StrEnum):
 class QueueName(enum.StrEnum):
     SETTLEMENT = "settlement"
     WEBHOOKS = "webhooks"
+    WEBHOOKS_OUT = "webhooks_out"
     MAINTENANCE = "maintenance"
 
 
@@ -51,6 +54,8 @@ QUEUE_OF: dict[TaskName, QueueName] = {
     # Not beside the webhooks: a slow Paystack holds a verification for half a minute, and beat sends up to a
     # hundred at once, which must not hold back the crediting of webhooks already stored.
     TaskName.VERIFY_DEPOSIT: QueueName.MAINTENANCE,
+    # Sending to the users' own services: a receiver that hangs holds only this queue's slots.
+    TaskName.DELIVER_WEBHOOKS: QueueName.WEBHOOKS_OUT,
 }
 """Where each task runs; any other task runs on `maintenance`."""
 
@@ -62,6 +67,7 @@ BEAT_SCHEDULE: dict[TaskName, timedelta] = {
     TaskName.VERIFY_STALE_DEPOSITS: timedelta(minutes=1),
     TaskName.REQUEUE_UNFINISHED_WEBHOOKS: timedelta(minutes=1),
     TaskName.CHECK_STALE_WITHDRAWALS: timedelta(minutes=1),
+    TaskName.REQUEST_DUE_DELIVERIES: timedelta(seconds=15),
 }
 """Beat's sweeps: what recovers work whose message was lost (Postgres is the record of pending work)."""
 

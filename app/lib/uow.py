@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from app.lib.db import MAX_TRANSACTION_ATTEMPTS, backoff_seconds, is_retryable
@@ -34,8 +34,19 @@ class TransactionParticipant(Protocol):
 class UnitOfWork:
     """Transactions on one session (made on first use), one at a time; see the module docstring."""
 
-    def __init__(self, session: AsyncSession | Callable[[], AsyncSession], pool: asyncpg.Pool | None = None) -> None:
-        """Over a session, or a session factory called on first use; `pool` serves `run_statement`."""
+    def __init__(
+        self,
+        session: AsyncSession | Callable[[], AsyncSession],
+        pool: asyncpg.Pool | None = None,
+        *,
+        on_commit: Mapping[str, Callable[[], Awaitable[object]]] | None = None,
+    ) -> None:
+        """Over a session, or a session factory called on first use; `pool` serves `run_statement`.
+
+        `on_commit` maps a note to what follows a commit that carries it: a transaction notes `key` with
+        `note(key)`, or code holding only the session puts a true value under `session.info[key]` (the outbox
+        does, for the deliveries it creates), and `on_commit[key]()` runs once after that commit.
+        """
         self._session: AsyncSession | None = None
         if callable(session):
             self._sessions = session
@@ -46,6 +57,8 @@ class UnitOfWork:
         self._after_commit: list[Callable[[], Awaitable[object]]] = []
         self._participants: list[TransactionParticipant] = []
         self._in_transaction = False
+        self._on_commit = dict(on_commit or {})
+        self._notes: set[str] = set()
 
     @property
     def session(self) -> AsyncSession:
@@ -65,6 +78,19 @@ class UnitOfWork:
             msg = "after_commit() belongs inside a transaction of the unit of work"
             raise RuntimeError(msg)
         self._after_commit.append(action)
+
+    def note(self, key: str) -> None:
+        """The running transaction wants `on_commit[key]` after it commits (see `__init__`)."""
+        if not self._in_transaction:
+            msg = "note() belongs inside a transaction of the unit of work"
+            raise RuntimeError(msg)
+        self._notes.add(key)
+
+    def _take_notes(self) -> set[str]:
+        notes, self._notes = self._notes, set()
+        if self._session is not None:
+            notes |= {key for key in self._on_commit if self._session.info.pop(key, None)}
+        return notes
 
     @contextlib.contextmanager
     def joined(self, participant: TransactionParticipant) -> Iterator[None]:
@@ -126,6 +152,7 @@ class UnitOfWork:
         while True:
             tries += 1
             self._after_commit = []
+            self._take_notes()  # whatever an attempt that rolled back noted is void
             self._in_transaction = True
             try:
                 result = await attempt()
@@ -140,6 +167,7 @@ class UnitOfWork:
                 self._in_transaction = False
             break
         actions, self._after_commit = self._after_commit, []
+        actions += [self._on_commit[key] for key in sorted(self._take_notes()) if key in self._on_commit]
         for action in actions:
             try:
                 await action()

@@ -13,6 +13,7 @@ from app.db.models._revoked_token import RevokedToken
 from app.db.models._transfer import Transfer, TransferStatus
 from app.db.models._user import User
 from app.db.models._wallet import Wallet
+from app.db.models._webhook import DeliveryStatus, EventType, WalletEvent, WebhookDelivery, WebhookEndpoint
 from app.db.models._webhook_event import WebhookEvent, WebhookEventStatus
 from app.db.models._withdrawal import TransferRecipient, Withdrawal, WithdrawalStatus
 
@@ -21,9 +22,11 @@ __all__ = (
     "ApiKeyStatus",
     "AuditEvent",
     "Base",
+    "DeliveryStatus",
     "Deposit",
     "DepositRefund",
     "DepositStatus",
+    "EventType",
     "IdempotencyRecord",
     "JournalKind",
     "LedgerAccount",
@@ -40,6 +43,9 @@ __all__ = (
     "TransferStatus",
     "User",
     "Wallet",
+    "WalletEvent",
+    "WebhookDelivery",
+    "WebhookEndpoint",
     "WebhookEvent",
     "WebhookEventStatus",
     "Withdrawal",

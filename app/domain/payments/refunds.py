@@ -19,6 +19,7 @@ from app.db import models as m
 from app.domain.payments.deposit_states import DepositEvent, DepositOutcome, DepositStates
 from app.domain.review.service import flag_for_review
 from app.domain.wallets.ledger import LedgerService
+from app.domain.webhooks.outbox import record_selected, transaction_item_sql
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -27,6 +28,23 @@ if TYPE_CHECKING:
     from app.domain.payments.paystack import RefundReport
 
 logger = logging.getLogger(__name__)
+
+
+_DEPOSIT_REFUNDED = (
+    "SELECT w.user_id, 'deposit.refunded', CAST(:refund AS text), "  # noqa: S608 - constant fragments only
+    + transaction_item_sql(
+        reference="d.reference",
+        kind="'deposit'",
+        amount="d.amount",
+        status="d.status",
+        counterparty="NULL",
+        created_at="d.created_at",
+    )
+    + " || jsonb_build_object('refund', jsonb_build_object('reference', CAST(:refund AS text), "
+    "'amount', CAST(:amount AS bigint))) FROM deposits d JOIN wallets w ON w.id = d.wallet_id "
+    "WHERE d.reference = :reference"
+)
+"""The deposit as `GET /wallet/transactions` now shows it (`refunded` once refunded in full), and the refund."""
 
 
 class DepositRefunds:
@@ -92,6 +110,11 @@ class DepositRefunds:
         )
         if refunded_before + report.amount >= deposit.amount:
             await DepositStates(self.session, self.money).apply_event(deposit.reference, DepositEvent.REFUNDED_IN_FULL)
+        await record_selected(
+            self.session,
+            _DEPOSIT_REFUNDED,
+            {"reference": deposit.reference, "refund": report.refund_reference, "amount": report.amount},
+        )
         return DepositOutcome.MOVED
 
     async def flag_dispute(self, deposit_reference: str, dispute_id: str) -> DepositOutcome:

@@ -399,6 +399,39 @@ def _withdrawal_violations(  # noqa: PLR0917 - one row of the query above
     return found
 
 
+async def _events_match_movements(session: AsyncSession, report: LedgerReport) -> None:
+    """The outbox: every movement has exactly one event reporting it, and no event lacks its movement."""
+    k, e = m.JournalKind, m.EventType
+    for event_type, subject, written, moved in await _rows(
+        session,
+        "WITH expected AS ("
+        "  SELECT CASE j.kind WHEN :deposit THEN :deposit_event WHEN :transfer THEN :sent_event "
+        "    WHEN :refund THEN :refund_event WHEN :payout THEN :paid_event ELSE :failed_event END AS type, "
+        "    j.reference AS subject "
+        "  FROM ledger_journals j WHERE j.kind = ANY(CAST(:kinds AS text[])) "
+        "  UNION ALL SELECT :received_event, t.reference FROM transfers t WHERE t.settlement_journal_id IS NOT NULL"
+        "), written AS (SELECT type, subject, count(*) AS n FROM wallet_events GROUP BY type, subject) "
+        "SELECT coalesce(x.type, w.type), coalesce(x.subject, w.subject), coalesce(w.n, 0), x.type IS NOT NULL "
+        "FROM expected x FULL JOIN written w ON w.type = x.type AND w.subject = x.subject "
+        "WHERE x.type IS NULL OR w.n IS DISTINCT FROM 1 ORDER BY 1, 2",
+        deposit=k.DEPOSIT.value,
+        transfer=k.TRANSFER.value,
+        refund=k.REFUND.value,
+        payout=k.PAYOUT.value,
+        kinds=[k.DEPOSIT.value, k.TRANSFER.value, k.REFUND.value, k.PAYOUT.value, k.PAYOUT_RETURN.value],
+        deposit_event=e.DEPOSIT_SUCCEEDED.value,
+        sent_event=e.TRANSFER_SENT.value,
+        refund_event=e.DEPOSIT_REFUNDED.value,
+        paid_event=e.WITHDRAWAL_SUCCEEDED.value,
+        failed_event=e.WITHDRAWAL_FAILED.value,
+        received_event=e.TRANSFER_RECEIVED.value,
+    ):
+        if not moved:
+            report.violations.append(f"event {event_type} of {subject}: no movement of money behind it")
+        else:
+            report.violations.append(f"movement {subject}: {written} {event_type} events instead of one")
+
+
 _CHECKS = (
     _entries_sum_to_zero,
     _balances_match_entries,
@@ -409,6 +442,7 @@ _CHECKS = (
     _system_accounts_match_records,
     _refunds_match_journals,
     _withdrawals_match_journals,
+    _events_match_movements,
 )
 
 
@@ -425,7 +459,8 @@ async def check_ledger(session: AsyncSession) -> LedgerReport:
     has its acceptance journal debiting its sender by its amount, and every settled transfer is credited by
     its settlement journal; every journal is of a known kind and referenced by what caused it; `paystack` holds
     what deposits, refunds and payouts say; every refund did one thing; and every withdrawal has its reservation
-    and exactly the payout or return its status calls for, with `withdrawals_in_flight` holding the unfinished.
+    and exactly the payout or return its status calls for, with `withdrawals_in_flight` holding the unfinished;
+    and every movement has exactly one event in the outbox, every event its movement.
     """
     await session.rollback()
     await session.connection(execution_options={"isolation_level": "REPEATABLE READ", "postgresql_readonly": True})

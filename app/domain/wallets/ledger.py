@@ -21,6 +21,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from uuid_utils.compat import uuid7
 
 from app.db import models as m
+from app.domain.webhooks.outbox import FAN_OUT, NEW_EVENT_ID, record_selected, transaction_item_sql
 from app.lib import audit
 from app.lib.db import for_no_key_update
 from app.lib.errors import InsufficientBalance, RequestValidationError, SelfTransfer, WalletNotFound
@@ -33,7 +34,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-_ACCEPT = """
+_ACCEPT = (
+    """
 WITH recipient AS (
     SELECT id, user_id, currency FROM wallets WHERE number = $1::text
 ), sender AS (
@@ -71,13 +73,34 @@ WITH recipient AS (
     INSERT INTO audit_events (occurred_at, actor, action, subject, amount, details)
     SELECT $6::timestamptz, $7::text, 'transfer.accepted', $4::text, $3::bigint, jsonb_build_object('to', $1::text)
     FROM debit
-)
+), event AS (
+    INSERT INTO wallet_events (id, user_id, public_id, type, subject, data, created_at, updated_at)
+    SELECT gen_random_uuid(), $2::uuid, """  # noqa: S608 - constant fragments only
+    + NEW_EVENT_ID
+    + """, 'transfer.sent', $4::text, """
+    + transaction_item_sql(
+        reference="$4::text",
+        kind="'transfer_out'",
+        amount="$3::bigint",
+        status="'pending'",
+        counterparty="$1::text",
+        created_at="$6::timestamptz",
+    )
+    + """, $6::timestamptz, $6::timestamptz
+    FROM debit
+    RETURNING id, user_id, type, created_at
+), deliveries AS ("""
+    + FAN_OUT.format(events="event")
+    + """)
 SELECT recipient.id AS recipient_id, recipient.user_id AS recipient_user_id, recipient.currency AS recipient_currency,
-    sender.id AS sender_id, sender.currency AS sender_currency, EXISTS (SELECT FROM journal) AS reserved
+    sender.id AS sender_id, sender.currency AS sender_currency, EXISTS (SELECT FROM journal) AS reserved,
+    (SELECT count(*) FROM deliveries) AS deliveries
 FROM (SELECT) AS one LEFT JOIN recipient ON true LEFT JOIN sender ON true
 """
-"""Transfer acceptance in one statement, with its audit row: look up the recipient, debit the sender if the
-balance allows it, and only then write the journal, the pending transfer and both entries. It answers what
+)
+"""Transfer acceptance in one statement, with its audit row and its `transfer.sent` event (and that event's
+deliveries): look up the recipient, debit the sender if the balance allows it, and only then write the journal,
+the pending transfer and both entries. It answers what
 it found either way, so the caller can name the check that failed."""
 
 
@@ -131,6 +154,7 @@ async def accept_transfer(
         sender_wallet_id=row["sender_id"],
         recipient_wallet_id=row["recipient_id"],
         recipient_wallet_number=recipient_wallet_number,
+        deliveries=int(row["deliveries"]),
     )
 
 
@@ -163,6 +187,8 @@ class AcceptedTransfer:
     sender_wallet_id: UUID
     recipient_wallet_id: UUID
     recipient_wallet_number: str
+    deliveries: int = 0
+    """Deliveries of its `transfer.sent` event to the sender's endpoints, created with it."""
 
 
 @dataclass(frozen=True)
@@ -179,6 +205,36 @@ class SettledBatch:
     @property
     def amount(self) -> int:
         return sum(self.credits.values())
+
+
+_DEPOSIT_SUCCEEDED = (
+    "SELECT w.user_id, 'deposit.succeeded', CAST(:reference AS text), "  # noqa: S608 - constant fragments only
+    + transaction_item_sql(
+        reference="CAST(:reference AS text)",
+        kind="'deposit'",
+        amount="CAST(:amount AS bigint)",
+        status="'success'",
+        counterparty="NULL",
+        created_at="coalesce(d.created_at, now())",
+    )
+    + " FROM wallets w LEFT JOIN deposits d ON d.reference = :reference WHERE w.id = :wallet_id"
+)
+"""The credited wallet's event: written whatever else the transaction holds (the deposit's row, if any, only
+gives its creation time), so a credit can never go unreported."""
+_TRANSFERS_RECEIVED = (
+    "SELECT r.user_id, 'transfer.received', t.reference, "  # noqa: S608 - constant fragments only
+    + transaction_item_sql(
+        reference="t.reference",
+        kind="'transfer_in'",
+        amount="t.amount",
+        status="'success'",
+        counterparty="s.number",
+        created_at="t.created_at",
+    )
+    + " FROM transfers t JOIN wallets r ON r.id = t.recipient_wallet_id JOIN wallets s ON s.id = t.sender_wallet_id"
+    " WHERE t.id = ANY(CAST(:ids AS uuid[]))"
+)
+"""The events of a settled batch, one per transfer, written by one statement."""
 
 
 class LedgerService:
@@ -326,6 +382,9 @@ class LedgerService:
         )
         if credited:
             await audit.record(self.session, actor=actor, action="deposit.credited", subject=reference, amount=amount)
+            await record_selected(
+                self.session, _DEPOSIT_SUCCEEDED, {"reference": reference, "amount": amount, "wallet_id": wallet_id}
+            )
         return credited
 
     # -- withdrawals ------------------------------------------------------------------------------------
@@ -466,6 +525,7 @@ class LedgerService:
                 "ids": [row.id for row in claimed],
             },
         )
+        await record_selected(self.session, _TRANSFERS_RECEIVED, {"ids": [row.id for row in claimed]})
         await audit.record(
             self.session,
             actor=audit.SETTLEMENT_ACTOR,

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from app.domain.wallets.ledger import AcceptedTransfer, accept_transfer, new_transfer_reference, transfer_status
 from app.domain.wallets.settlement import SETTLEMENT
+from app.domain.webhooks.outbox import DELIVERIES_CREATED
 from app.lib.drain import CoalescedRequests
 from app.lib.metrics import counted
 
@@ -87,6 +88,8 @@ class TransferService:
                 actor=actor,
                 reference=reference,
             )
+            if accepted.deliveries:
+                self.uow.note(DELIVERIES_CREATED)
             if self.wait_seconds > 0:
                 self.uow.after_commit(request_settlement)
             else:

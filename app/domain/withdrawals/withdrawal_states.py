@@ -6,7 +6,8 @@ Everything the service learns about a payout (the initiation's answer, a verific
 a refusal) goes through `WithdrawalStates.apply_report` or `apply_event`, under the withdrawal's row lock. A pair
 not in the table moves nothing: repeated news. A contradiction (a success after a failure) moves nothing and
 is flagged for an operator. Each movement's journal is unique per withdrawal, so even a bug in this table could
-not complete or return one twice.
+not complete or return one twice. Each movement writes its event (`withdrawal.succeeded`, `withdrawal.failed`)
+in the same transaction.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from typing import TYPE_CHECKING, Any, Final
 from sqlalchemy import select, update
 
 from app.db import models as m
-from app.db.models import ReviewKind, WithdrawalStatus
+from app.db.models import EventType, ReviewKind, WithdrawalStatus
 from app.domain.payments.paystack import TransferReport, TransferStatus
 from app.domain.review.service import flag_for_review
 from app.domain.wallets.ledger import LedgerService
+from app.domain.webhooks.outbox import record_selected, withdrawal_item_sql
 from app.lib.storable import storable_text
 
 if TYPE_CHECKING:
@@ -120,6 +122,13 @@ def reason_of(report: TransferReport, event: WithdrawalEvent | None) -> str | No
     return None
 
 
+_WITHDRAWAL_EVENT: Final = (
+    "SELECT w.user_id, CAST(:type AS text), x.reference, "  # noqa: S608 - constant fragments only
+    + withdrawal_item_sql("x")
+    + " FROM withdrawals x JOIN wallets w ON w.id = x.wallet_id WHERE x.id = :id"
+)
+
+
 class WithdrawalOutcome(enum.StrEnum):
     MOVED = "moved"
     """Money moved (completed or returned), or the status advanced."""
@@ -203,6 +212,14 @@ class WithdrawalStates:
         changes["status"] = transition.status.value
         logger.info("withdrawal %s: %s -> %s (%s, %s)", withdrawal.reference, status, transition.status, event, source)
         await self._save(withdrawal, changes)
+        if transition.movement is not None:
+            # Written after the row took its new state: the event shows what `GET /wallet/withdrawals` now shows.
+            kind = (
+                EventType.WITHDRAWAL_SUCCEEDED
+                if transition.movement is Movement.COMPLETE
+                else EventType.WITHDRAWAL_FAILED
+            )
+            await record_selected(self.session, _WITHDRAWAL_EVENT, {"type": kind.value, "id": withdrawal.id})
         return WithdrawalOutcome.MOVED
 
     async def _move(self, withdrawal: m.Withdrawal, movement: Movement, source: str) -> None:

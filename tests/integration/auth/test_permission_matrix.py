@@ -56,6 +56,12 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("POST", "/wallet/withdrawals"): "withdraw",
     ("GET", "/wallet/withdrawals"): "read",
     ("GET", "/wallet/withdrawals/{reference}"): "read",
+    # Where a wallet's events go is the user's decision, never a key's.
+    ("POST", "/webhooks"): JWT_ONLY,
+    ("GET", "/webhooks"): JWT_ONLY,
+    ("DELETE", "/webhooks/{endpoint_id}"): JWT_ONLY,
+    ("GET", "/webhooks/{endpoint_id}/deliveries"): JWT_ONLY,
+    ("POST", "/webhooks/{endpoint_id}/deliveries/{delivery_id}/redeliver"): JWT_ONLY,
 }
 """What each protected operation needs: a permission (a JWT, or a key holding it), or a JWT only."""
 
@@ -231,6 +237,7 @@ async def test_permission_matrix(
     method, template = operation
     need = EXPECTED[operation]
     path = template.replace("{key_id}", str(uuid.uuid4())).replace("{reference}", f"ref-{uuid.uuid4().hex[:12]}")
+    path = path.replace("{endpoint_id}", str(uuid.uuid4())).replace("{delivery_id}", str(uuid.uuid4()))
     headers = _headers(matrix, need, credential, settings)
     # An empty body: an allowed call may fail validation, which still shows that authentication passed.
     response = await matrix.client.request(method, path, headers=headers, json={} if method == "POST" else None)

@@ -43,9 +43,12 @@ HEADLINE_KEYS = (
     "settled_per_s",
     "pgbench_tps",
     "webhooks_per_s",
+    "subscribed_settled_per_s",
+    "subscribed_to_uniform",
+    "delivery_lag_p99_ms",
 )
-SCENARIOS = ("uniform", "hot_recipient", "uniform_half_load", "read_mix", "webhook_burst")
-TRANSFER_SCENARIOS = ("uniform", "hot_recipient", "uniform_half_load")
+SCENARIOS = ("uniform", "hot_recipient", "uniform_half_load", "read_mix", "webhook_burst", "uniform_with_subscribers")
+TRANSFER_SCENARIOS = ("uniform", "hot_recipient", "uniform_half_load", "uniform_with_subscribers")
 
 
 def _wallet_command() -> list[str]:
@@ -135,6 +138,13 @@ def test_wallet_bench_smoke_run_writes_every_figure_from_a_real_run(tmp_path: Pa
         scenario = results["scenarios"][name]
         assert scenario["settled"] == scenario["transfers_created_in_window"] > 0, name
         assert scenario["settle_latency_ms"]["p99"] > 0
+    # Every movement of the subscribed run was reported to its endpoint, and the delivery log says so.
+    subscribed = results["scenarios"]["uniform_with_subscribers"]
+    assert subscribed["deliveries"] == subscribed["delivered"] > 0
+    # Each transfer's `transfer.sent` is written at acceptance, inside the window; its `transfer.received` at
+    # settlement, which for the last ones falls after it.
+    assert subscribed["settled"] < subscribed["events"] <= 2 * subscribed["settled"]
+    assert subscribed["delivery_lag_ms"]["p99"] > 0
     assert results["scenarios"]["webhook_burst"]["stored_in_window"] > 0
 
     rounds = results["rounds"]

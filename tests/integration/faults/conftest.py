@@ -42,6 +42,9 @@ def stack(private_redis: PrivateRedis, fault_paystack: PaystackStandIn) -> Itera
         TRANSFER_WAIT_MS="300",
         # The limiter on (with a limit no test reaches), so every request also meets Redis through it.
         RATE_LIMIT_PER_MINUTE="1000000",
+        # A delivery a killed worker held is due again after 2 s (not a minute); retries after about a second.
+        WEBHOOK_LEASE_SECONDS="2",
+        WEBHOOK_RETRY_BASE_SECONDS="1",
     )
     stack = Stack(redis=private_redis, paystack=fault_paystack, env=env)
     try:

@@ -6,7 +6,7 @@ from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.lib.metrics import count, observe_settlement_lag
+from app.lib.metrics import count, observe_lag
 from tests.support.factories import fund
 
 
@@ -29,7 +29,7 @@ async def test_metrics_report_requests_by_route_template_and_status(client: Asyn
 async def test_business_counters_from_any_process_appear_in_metrics(client: AsyncTestClient, redis: Redis) -> None:
     before = await client.get("/metrics")
     await count(redis, "webhook_events", outcome="metrics-probe")
-    await observe_settlement_lag(redis, [0.2])
+    await observe_lag(redis, [0.2])
     after = (await client.get("/metrics")).text
     assert 'wallet_webhook_events_total{outcome="metrics-probe"}' in after
     assert "wallet_settlement_lag_seconds_bucket" in after

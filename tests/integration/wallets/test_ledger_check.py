@@ -21,6 +21,7 @@ from app.domain.wallets.checks import check_ledger
 from app.domain.wallets.ledger import LedgerService
 from app.domain.withdrawals.schemas import Bank
 from app.domain.withdrawals.service import PayoutOrder, reserve_withdrawal
+from app.domain.withdrawals.withdrawal_states import WithdrawalEvent, WithdrawalStates
 from app.lib.db import session_maker
 from app.lib.infra import create_database_if_missing_async, drop_database_async
 from app.lib.migrations import upgrade_async
@@ -207,11 +208,8 @@ async def test_withdrawal_damage_is_named_a_success_never_paid_a_pending_one_ret
         )
         # Paid out for a withdrawal nobody asked for.
         await ledger.complete_withdrawal(amount=500, reference="wd-ghost", actor="t")
-        # An honest failure: returned once, from in flight.
-        await ledger.return_withdrawal(
-            wallet_id=wallet.id, amount=1_000, reference="wd-honest", after_payout=False, actor="t"
-        )
-        await session.execute(text("UPDATE withdrawals SET status = 'failed' WHERE reference = 'wd-honest'"))
+        # An honest failure, through the one path that fails a withdrawal: returned once, reported once.
+        await WithdrawalStates(session).apply_event("wd-honest", WithdrawalEvent.FAILED, reason="account closed")
         await session.commit()
         lines = (await check_ledger(session)).violations
 
