@@ -413,7 +413,8 @@ class Scenarios:
         }
 
     async def deliveries(self, window_from: float, window_to: float) -> dict[str, Any]:
-        """The events of the window's movements and their delivery to the subscribed endpoints."""
+        """The events of the window's transfers (`transfer.sent` and `transfer.received` of each transfer
+        created in it) and their delivery to the subscribed endpoints."""
         row = await self.db.fetchrow(
             """
             SELECT count(DISTINCT e.id) AS events,
@@ -421,8 +422,10 @@ class Scenarios:
                    count(d.id) FILTER (WHERE d.status = 'delivered') AS delivered,
                    percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (
                        ORDER BY extract(epoch FROM d.delivered_at - e.created_at)) AS lag
-            FROM wallet_events e LEFT JOIN webhook_deliveries d ON d.event_id = e.id
-            WHERE e.created_at >= to_timestamp($1) AND e.created_at < to_timestamp($2)
+            FROM transfers t JOIN wallet_events e ON e.subject = t.reference
+                AND e.type IN ('transfer.sent', 'transfer.received')
+            LEFT JOIN webhook_deliveries d ON d.event_id = e.id
+            WHERE t.created_at >= to_timestamp($1) AND t.created_at < to_timestamp($2)
             """,
             window_from,
             window_to,

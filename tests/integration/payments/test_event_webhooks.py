@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
@@ -278,3 +279,39 @@ async def test_endpoint_rules_five_at_most_known_types_and_only_the_owner_sees_o
         foreign = await api.request(method, path, headers=stranger.headers)
         assert (foreign.status_code, foreign.json()["error_code"]) == (404, "WEBHOOK_NOT_FOUND"), path
     assert len((await api.get("/webhooks", headers=owner.headers)).json()) == 5
+
+
+async def test_an_endpoint_failing_for_three_days_is_disabled_says_so_and_is_counted(
+    api: httpx.AsyncClient, live_api: str, engine: AsyncEngine, make_user, receiver: Receiver
+) -> None:
+    alice, bob = await make_user(), await make_user()
+    await fund(engine, alice.wallet_id, 1_000)
+    endpoint_id, _ = await register(api, alice, receiver.url("/dying"), ["*"])
+    # Its deliveries have failed since three days ago (as the delivery log would have recorded).
+    async with engine.begin() as connection:
+        await connection.execute(
+            text("UPDATE webhook_endpoints SET failing_since = now() - interval '3 days 1 minute' WHERE id = :id"),
+            {"id": endpoint_id},
+        )
+    receiver.answer_next(500)
+
+    sent = await api.post(
+        "/wallet/transfer", json={"wallet_number": bob.wallet_number, "amount": 100}, headers=alice.headers
+    )
+    assert sent.status_code in {200, 202}
+
+    listed = await eventually(
+        lambda: api.get("/webhooks", headers=alice.headers), lambda r: r.json()[0]["disabled_at"] is not None
+    )
+    assert listed.json()[0]["disabled_at"] is not None
+    [delivery] = (await api.get(f"/webhooks/{endpoint_id}/deliveries", headers=alice.headers)).json()
+    assert (delivery["status"], delivery["last_status_code"]) == ("failed", 500)
+    assert "endpoint disabled" in delivery["last_error"]
+    again = await api.post(f"/webhooks/{endpoint_id}/deliveries/{delivery['id']}/redeliver", headers=alice.headers)
+    assert (again.status_code, again.json()["error_code"]) == (400, "VALIDATION_ERROR")
+    async with httpx.AsyncClient(base_url=live_api) as client:
+        metrics = (await client.get("/metrics")).text
+    assert "wallet_webhook_endpoints_disabled_total" in metrics
+    assert 'wallet_webhook_deliveries_total{outcome="retry"}' in metrics
+    assert "wallet_webhook_delivery_lag_seconds_bucket" in metrics
+    await assert_ledger_ok(engine)
