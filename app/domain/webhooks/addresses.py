@@ -76,6 +76,14 @@ def parse(url: str, *, allow_private: bool) -> tuple[str, str, int]:
     return parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80)
 
 
+def _ip_literal(host: str) -> str | None:
+    """The address when the URL's host is one (no DNS to ask, none to trust)."""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return None
+
+
 def is_public(address: str) -> bool:
     ip = ipaddress.ip_address(address)
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
@@ -91,6 +99,12 @@ async def destination(url: str, *, allow_private: bool) -> Destination:
             addresses is not public.
     """
     _, host, port = parse(url, allow_private=allow_private)
+    literal = _ip_literal(host)
+    if literal is not None:
+        if not allow_private and not is_public(literal):
+            msg = f"the address {literal} is not public"
+            raise UnsafeUrl(msg)
+        return Destination(url=url, host=host, port=port, address=literal)
     try:
         async with asyncio.timeout(RESOLVE_TIMEOUT_SECONDS):
             infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)

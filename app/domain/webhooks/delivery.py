@@ -15,6 +15,7 @@ import json
 import logging
 import random
 import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
@@ -33,7 +34,7 @@ from app.domain.webhooks.signing import (
     signature,
 )
 from app.lib.drain import Drain
-from app.lib.metrics import DELIVERY_LAG_KEY, count, observe_lag
+from app.lib.metrics import DELIVERY_LAG_KEY, counted, lag_observed
 from app.lib.storable import storable_text
 from app.lib.tasks import TaskName, enqueue
 
@@ -86,19 +87,22 @@ class Attempt:
 
 _CLAIM = text(
     """
-WITH due AS (
-    SELECT d.id, row_number() OVER (PARTITION BY d.endpoint_id ORDER BY d.next_attempt_at) AS nth,
-        (SELECT count(*) FROM webhook_deliveries busy
-         WHERE busy.endpoint_id = d.endpoint_id AND busy.status = 'pending' AND busy.leased_until > :now) AS busy
-    FROM webhook_deliveries d
+WITH candidates AS (
+    SELECT d.id, d.endpoint_id, d.next_attempt_at FROM webhook_deliveries d
     WHERE d.status = 'pending' AND d.next_attempt_at <= :now AND (d.leased_until IS NULL OR d.leased_until <= :now)
         AND NOT (d.id = ANY(CAST(:in_flight AS uuid[])))
     ORDER BY d.next_attempt_at
     LIMIT :scan
+), ranked AS (
+    SELECT c.id, c.next_attempt_at,
+        row_number() OVER (PARTITION BY c.endpoint_id ORDER BY c.next_attempt_at) AS nth,
+        (SELECT count(*) FROM webhook_deliveries busy
+         WHERE busy.endpoint_id = c.endpoint_id AND busy.status = 'pending' AND busy.leased_until > :now) AS busy
+    FROM candidates c
 ), chosen AS (
-    SELECT d.id FROM webhook_deliveries d JOIN due ON due.id = d.id
-    WHERE due.nth + due.busy <= :per_endpoint
-    ORDER BY d.next_attempt_at
+    SELECT d.id FROM webhook_deliveries d JOIN ranked r ON r.id = d.id
+    WHERE r.nth + r.busy <= :per_endpoint
+    ORDER BY r.next_attempt_at
     LIMIT :limit
     FOR UPDATE OF d SKIP LOCKED
 )
@@ -108,7 +112,29 @@ WHERE d.id = chosen.id AND p.id = d.endpoint_id AND e.id = d.event_id
 RETURNING d.id, d.endpoint_id, p.url, p.sealed_secret, e.public_id, e.type, e.data, e.created_at, d.attempts
 """
 )
-"""Due deliveries, oldest first, at most `per_endpoint` in flight per endpoint, leased as they are claimed."""
+"""The oldest due deliveries (a bounded scan, then at most `per_endpoint` in flight per endpoint), leased as
+they are claimed."""
+
+_RECORD = text(
+    """
+UPDATE webhook_deliveries d
+SET status = r.status, attempts = r.attempts, next_attempt_at = r.next_at, leased_until = NULL,
+    last_status_code = r.code, last_error = r.error, delivered_at = r.delivered_at, updated_at = :now
+FROM unnest(CAST(:ids AS uuid[]), CAST(:statuses AS text[]), CAST(:attempts AS int[]),
+            CAST(:next_ats AS timestamptz[]), CAST(:codes AS int[]), CAST(:errors AS text[]),
+            CAST(:delivered_ats AS timestamptz[])) AS r(id, status, attempts, next_at, code, error, delivered_at)
+WHERE d.id = r.id AND d.status = 'pending'
+"""
+)
+"""The outcomes of a batch of attempts, in one statement."""
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What a batch of attempts left: each delivery's status, and the endpoints it disabled."""
+
+    statuses: list[str]
+    disabled: int
 
 
 class DeliveryLog:
@@ -139,53 +165,60 @@ class DeliveryLog:
         return await self.uow.run(claim)
 
     async def record(
-        self, claimed: Claimed, attempt: Attempt, *, max_attempts: int, retry_base_seconds: int
-    ) -> tuple[str, bool]:
-        """Note the attempt: the delivery's status afterwards (`delivered`, `pending` for a retry, `failed`), and
-        whether its endpoint was disabled by it."""
+        self, attempts: list[tuple[Claimed, Attempt]], *, max_attempts: int, retry_base_seconds: int
+    ) -> Recorded:
+        """Note a batch of attempts in one transaction: each delivery `delivered`, `pending` again (a retry
+        after its backoff) or `failed`; each endpoint's failing streak followed (and 3 days of it disable it)."""
         now = datetime.now(UTC)
-        attempts = claimed.attempts + 1
-        if attempt.delivered:
-            status, next_at = DeliveryStatus.DELIVERED, now
-        elif attempts >= max_attempts:
-            status, next_at = DeliveryStatus.FAILED, now
-        else:
-            status, next_at = DeliveryStatus.PENDING, now + backoff(attempts, retry_base_seconds)
+        rows: list[tuple[UUID, str, int, datetime, int | None, str | None, datetime | None]] = []
+        for claimed, attempt in attempts:
+            tried = claimed.attempts + 1
+            if attempt.delivered:
+                status, next_at = DeliveryStatus.DELIVERED, now
+            elif tried >= max_attempts:
+                status, next_at = DeliveryStatus.FAILED, now
+            else:
+                status, next_at = DeliveryStatus.PENDING, now + backoff(tried, retry_base_seconds)
+            delivered_at = now if attempt.delivered else None
+            rows.append((claimed.id, status.value, tried, next_at, attempt.status_code, attempt.error, delivered_at))
+        healthy = sorted({claimed.endpoint_id for claimed, attempt in attempts if attempt.delivered})
+        failing = sorted({claimed.endpoint_id for claimed, attempt in attempts if not attempt.delivered} - set(healthy))
 
-        async def write() -> bool:
+        async def write() -> int:
             session = self.uow.session
+            columns = list(zip(*rows, strict=True))
             await session.execute(
-                text(
-                    "UPDATE webhook_deliveries SET status = :status, attempts = :attempts, next_attempt_at = :next_at, "
-                    "leased_until = NULL, last_status_code = :code, last_error = :error, "
-                    "delivered_at = CASE WHEN :delivered THEN CAST(:now AS timestamptz) END, updated_at = :now "
-                    "WHERE id = :id AND status = 'pending'"
-                ),
+                _RECORD,
                 {
-                    "status": status.value,
-                    "attempts": attempts,
-                    "next_at": next_at,
-                    "code": attempt.status_code,
-                    "error": attempt.error,
-                    "delivered": attempt.delivered,
                     "now": now,
-                    "id": claimed.id,
+                    "ids": list(columns[0]),
+                    "statuses": list(columns[1]),
+                    "attempts": list(columns[2]),
+                    "next_ats": list(columns[3]),
+                    "codes": list(columns[4]),
+                    "errors": list(columns[5]),
+                    "delivered_ats": list(columns[6]),
                 },
             )
-            return await self._follow_endpoint_health(claimed.endpoint_id, delivered=attempt.delivered, now=now)
+            if healthy:
+                await session.execute(
+                    text(
+                        "UPDATE webhook_endpoints SET failing_since = NULL "
+                        "WHERE id = ANY(CAST(:ids AS uuid[])) AND failing_since IS NOT NULL"
+                    ),
+                    {"ids": healthy},
+                )
+            disabled = 0
+            for endpoint_id in failing:
+                disabled += await self._note_failing(endpoint_id, now)
+            return disabled
 
-        disabled = await self.uow.run(write)
-        return status.value, disabled
+        disabled = await self.uow.run(write) if rows else 0
+        return Recorded(statuses=[row[1] for row in rows], disabled=disabled)
 
-    async def _follow_endpoint_health(self, endpoint_id: UUID, *, delivered: bool, now: datetime) -> bool:
-        """A success ends the endpoint's failing streak; a failure starts one, or disables it after 3 days."""
+    async def _note_failing(self, endpoint_id: UUID, now: datetime) -> bool:
+        """A failure starts the endpoint's failing streak, or disables it after 3 days of it (True then)."""
         session = self.uow.session
-        if delivered:
-            await session.execute(
-                text("UPDATE webhook_endpoints SET failing_since = NULL WHERE id = :id AND failing_since IS NOT NULL"),
-                {"id": endpoint_id},
-            )
-            return False
         disabled = await session.scalar(
             text(
                 "UPDATE webhook_endpoints SET failing_since = coalesce(failing_since, :now), "
@@ -286,26 +319,23 @@ async def deliver_due(
     `units` opens a unit of work (one per claim and per record: deliveries run concurrently).
     """
     hooks = settings.webhooks
-    in_flight: dict[asyncio.Task[None], UUID] = {}
+    in_flight: dict[asyncio.Task[tuple[Claimed, Attempt]], UUID] = {}
     attempts = 0
 
     async with sending_client() as http:
         sender = Sender(http, SecretBox(settings.auth.jwt_secret), allow_private=settings.webhook_allow_private_urls)
 
-        async def deliver(claimed: Claimed) -> None:
-            attempt = await sender.send(claimed)
+        async def deliver(claimed: Claimed) -> tuple[Claimed, Attempt]:
+            return claimed, await sender.send(claimed)
+
+        async def record(finished: list[tuple[Claimed, Attempt]]) -> None:
+            if not finished:
+                return
             async with units() as uow:
-                outcome, disabled = await DeliveryLog(uow).record(
-                    claimed, attempt, max_attempts=hooks.max_attempts, retry_base_seconds=hooks.retry_base_seconds
+                recorded = await DeliveryLog(uow).record(
+                    finished, max_attempts=hooks.max_attempts, retry_base_seconds=hooks.retry_base_seconds
                 )
-            await count(redis, "webhook_deliveries", outcome="retry" if outcome == "pending" else outcome)
-            if disabled:
-                await count(redis, "webhook_endpoints_disabled")
-            if attempt.delivered:
-                lag = (datetime.now(UTC) - claimed.event_created_at).total_seconds()
-                await observe_lag(redis, [max(lag, 0.0)], DELIVERY_LAG_KEY)
-            else:
-                logger.info("webhook delivery %s (%s) failed: %s", claimed.id, claimed.public_id, attempt.error)
+            await _count(redis, finished, recorded)
 
         async def take_batch() -> int:
             nonlocal attempts
@@ -324,18 +354,39 @@ async def deliver_due(
             done, _ = await asyncio.wait(in_flight, timeout=IDLE_POLL_SECONDS, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 in_flight.pop(task)
-                if task.exception() is not None:
-                    logger.warning("a webhook delivery could not be recorded", exc_info=task.exception())
+            # Recorded together: one transaction for every attempt that finished meanwhile.
+            await record([task.result() for task in done])
             return len(claimed) + len(in_flight) + len(done)
 
         try:
             await DELIVERIES.run(redis, take_batch)
         finally:
             if in_flight:
-                await asyncio.wait(in_flight)
+                done, _ = await asyncio.wait(in_flight)
+                await record([task.result() for task in done])
     async with units() as uow:
         await _run_again_for_retries(uow, redis)
     return attempts
+
+
+async def _count(redis: Redis, finished: list[tuple[Claimed, Attempt]], recorded: Recorded) -> None:
+    """The batch's outcomes, lags and disabled endpoints in the metrics: one round trip; never fails the run."""
+    now = datetime.now(UTC)
+    outcomes = Counter("retry" if status == "pending" else status for status in recorded.statuses)
+    lags = [max((now - claimed.event_created_at).total_seconds(), 0.0) for claimed, a in finished if a.delivered]
+    for claimed, attempt in finished:
+        if not attempt.delivered:
+            logger.info("webhook delivery %s (%s) failed: %s", claimed.id, claimed.public_id, attempt.error)
+    try:
+        async with redis.pipeline(transaction=False) as pipe:
+            for outcome, number in outcomes.items():
+                counted("webhook_deliveries", number, outcome=outcome)(pipe)
+            if recorded.disabled:
+                counted("webhook_endpoints_disabled", recorded.disabled)(pipe)
+            lag_observed(lags, DELIVERY_LAG_KEY)(pipe)
+            await pipe.execute()
+    except (RedisError, OSError):
+        logger.debug("metrics: could not count webhook deliveries", exc_info=True)
 
 
 async def _run_again_for_retries(uow: UnitOfWork, redis: Redis) -> None:

@@ -8,9 +8,10 @@ test ends with the ledger check, which also proves one event per movement and no
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -26,6 +27,7 @@ from tests.support.factories import fund
 from tests.support.faults import assert_ledger_ok
 from tests.support.payments import start_deposit, wait_for_deposit, wait_for_event
 from tests.support.paystack_standin import PaystackStandIn
+from tests.support.processes import PROJECT_ROOT
 from tests.support.receiver import Receiver
 from tests.support.waiting import eventually
 from tests.support.withdrawals import accepted_withdrawal, wait_for_withdrawal
@@ -49,6 +51,16 @@ async def received(receiver: Receiver, path: str, count: int, *, timeout: float 
     got = await eventually(lambda: asyncio.sleep(0, receiver.events(path)), lambda r: len(r) >= count, timeout=timeout)
     assert len(got) >= count, f"{path} received {[r.event['type'] for r in got]}"
     return got
+
+
+def readme_receiver() -> Callable[[bytes, str, str], bool]:
+    """The receiver the README shows, taken from the README itself (so it cannot drift from what we send)."""
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    [block] = re.findall(r"```python\n(.*?def is_genuine.*?)```", readme, flags=re.DOTALL)
+    namespace: dict[str, Any] = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    check: Callable[[bytes, str, str], bool] = namespace["is_genuine"]
+    return check
 
 
 def _instant(text: str) -> datetime:
@@ -100,8 +112,10 @@ async def test_every_movement_reaches_its_owners_endpoint_once_signed_with_the_e
         "deposit.refunded",
     }
     assert to_bob[0].event["type"] == "transfer.received"
+    is_genuine = readme_receiver()
     for delivery, secret in [*((r, alice_secret) for r in to_alice), (to_bob[0], bob_secret)]:
         assert delivery.signed_with(secret)
+        assert is_genuine(delivery.body, delivery.headers["wallet-signature"], secret), "the README's receiver agrees"
         assert not delivery.signed_with(bob_secret if secret == alice_secret else alice_secret)
         event = delivery.event
         assert set(event) == {"id", "type", "created_at", "data"}
