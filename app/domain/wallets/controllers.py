@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from functools import partial
-from typing import Annotated, Any
-from urllib.parse import urlencode
+from typing import Any
 
 from litestar import Controller, Request, Response, get, post
-from litestar.datastructures import ResponseHeader
 from litestar.di import NamedDependency, Provide
 from litestar.openapi import ResponseSpec
-from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.params import FromPath, JSONBody
 from redis.asyncio import Redis
 
 from app.config import Settings
@@ -23,9 +21,10 @@ from app.domain.auth.guards import (
     error_response,
     requires,
 )
-from app.domain.wallets.history import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, TransactionHistory, cursor_secret
+from app.domain.wallets.history import TransactionHistory, cursor_secret
 from app.domain.wallets.ledger import AcceptedTransfer
 from app.domain.wallets.notifications import SettlementNotifier
+from app.domain.wallets.paging import FIRST_PAGE_LIMIT, PageCursor, PageLimit, next_page_header, page_response
 from app.domain.wallets.schemas import Balance, Transaction, TransferRequest, TransferResult, transfer_result
 from app.domain.wallets.transfers import TransferOutcome, TransferService
 from app.lib.drain import CoalescedRequests
@@ -144,14 +143,7 @@ class WalletController(Controller):
             **USER_OR_KEY_RESPONSES,
             400: error_response("`VALIDATION_ERROR`: `limit` outside 1..200 or a cursor this service did not make."),
         },
-        response_headers=[
-            ResponseHeader(
-                name="Link",
-                value='</wallet/transactions?limit=50&cursor=...>; rel="next"',
-                documentation_only=True,
-                description='`<URL of the next page>; rel="next"`; absent on the last page.',
-            )
-        ],
+        response_headers=next_page_header("/wallet/transactions"),
     )
     async def transactions(
         self,
@@ -160,12 +152,8 @@ class WalletController(Controller):
         caller: NamedDependency[Caller],
         uow: NamedDependency[UnitOfWork],
         settings: NamedDependency[Settings],
-        limit: Annotated[
-            int, QueryParameter(ge=1, le=MAX_PAGE_SIZE, description="Items per page, 1 to 200.")
-        ] = DEFAULT_PAGE_SIZE,
-        cursor: Annotated[
-            str | None, QueryParameter(description="Opaque; from the previous page's `Link` header.")
-        ] = None,
+        limit: PageLimit = FIRST_PAGE_LIMIT,
+        cursor: PageCursor = None,
     ) -> Response[list[Transaction]]:
         secret = cursor_secret(settings.auth.jwt_secret)
         page = await uow.run_statement(
@@ -173,12 +161,7 @@ class WalletController(Controller):
                 caller.user_id, limit=limit, cursor=cursor
             )
         )
-        headers = {}
-        if page.next_cursor is not None:
-            query = urlencode({"limit": limit, "cursor": page.next_cursor.encode(secret)})
-            next_url = str(request.url.with_replacements(query=query))
-            headers["Link"] = f'<{next_url}>; rel="next"'
-        return Response(page.items, headers=headers)
+        return page_response(request, page.items, next_cursor=page.next_cursor, limit=limit, secret=secret)
 
     @get(
         "/transactions/{reference:str}",

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from functools import partial
 from typing import Annotated, Any
-from urllib.parse import urlencode
 
 from litestar import Controller, Request, Response, get, post
-from litestar.datastructures import ResponseHeader
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody, QueryParameter
 from redis.asyncio import Redis
@@ -24,7 +22,8 @@ from app.domain.auth.guards import (
     requires,
 )
 from app.domain.payments.paystack import PaystackClient
-from app.domain.wallets.history import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, cursor_secret
+from app.domain.wallets.history import cursor_secret
+from app.domain.wallets.paging import FIRST_PAGE_LIMIT, PageCursor, PageLimit, next_page_header, page_response
 from app.domain.withdrawals.banks import BankDirectory
 from app.domain.withdrawals.schemas import Bank, PayoutCurrency, Withdrawal, WithdrawalAccepted, WithdrawalRequest
 from app.domain.withdrawals.service import WithdrawalHistory, WithdrawalService
@@ -153,14 +152,7 @@ class WithdrawalsController(Controller):
             **USER_OR_KEY_RESPONSES,
             400: error_response("`VALIDATION_ERROR`: `limit` outside 1..200 or a cursor this service did not make."),
         },
-        response_headers=[
-            ResponseHeader(
-                name="Link",
-                value='</wallet/withdrawals?limit=50&cursor=...>; rel="next"',
-                documentation_only=True,
-                description='`<URL of the next page>; rel="next"`; absent on the last page.',
-            )
-        ],
+        response_headers=next_page_header("/wallet/withdrawals"),
     )
     async def list_withdrawals(
         self,
@@ -169,12 +161,8 @@ class WithdrawalsController(Controller):
         caller: NamedDependency[Caller],
         uow: NamedDependency[UnitOfWork],
         settings: NamedDependency[Settings],
-        limit: Annotated[
-            int, QueryParameter(ge=1, le=MAX_PAGE_SIZE, description="Items per page, 1 to 200.")
-        ] = DEFAULT_PAGE_SIZE,
-        cursor: Annotated[
-            str | None, QueryParameter(description="Opaque; from the previous page's `Link` header.")
-        ] = None,
+        limit: PageLimit = FIRST_PAGE_LIMIT,
+        cursor: PageCursor = None,
     ) -> Response[list[Withdrawal]]:
         secret = cursor_secret(settings.auth.jwt_secret)
         page = await uow.run_statement(
@@ -182,11 +170,7 @@ class WithdrawalsController(Controller):
                 caller.user_id, limit=limit, cursor=cursor
             )
         )
-        headers = {}
-        if page.next_cursor is not None:
-            query = urlencode({"limit": limit, "cursor": page.next_cursor.encode(secret)})
-            headers["Link"] = f'<{request.url.with_replacements(query=query)}>; rel="next"'
-        return Response(page.items, headers=headers)
+        return page_response(request, page.items, next_cursor=page.next_cursor, limit=limit, secret=secret)
 
     @get(
         "/{reference:str}",
