@@ -50,15 +50,20 @@ async def _arrivals(receiver: Receiver, count: int, timeout: float = 30) -> list
     return [r.event["id"] for r in got]
 
 
-async def _delivered(http: httpx.AsyncClient, endpoint: str) -> dict:
+async def _delivery_once(http: httpx.AsyncClient, endpoint: str, done) -> dict:
+    """The endpoint's one delivery, once `done(delivery)` holds."""
     endpoint_id, authorization = endpoint.split(":", 1)
     log = await eventually(
         lambda: http.get(f"/webhooks/{endpoint_id}/deliveries", headers={"Authorization": authorization}),
-        lambda r: r.json()[0]["status"] == "delivered",
+        lambda r: done(r.json()[0]),
     )
     [delivery] = log.json()
-    assert delivery["status"] == "delivered"
+    assert done(delivery), delivery
     return delivery
+
+
+async def _delivered(http: httpx.AsyncClient, endpoint: str) -> dict:
+    return await _delivery_once(http, endpoint, lambda d: d["status"] == "delivered")
 
 
 async def test_a_worker_killed_mid_delivery_leaves_it_to_another_which_sends_the_same_event(
@@ -88,6 +93,9 @@ async def test_deliveries_pending_when_redis_lost_every_message_are_found_by_bea
     receiver.answer_next(503)  # the first attempt fails: a retry is due a second later
     endpoint = await _subscribed_transfer(http, engine, make_user, receiver)
     [first] = await _arrivals(receiver, 1)
+    # The 503 arriving is not yet the attempt recorded: killing the worker in between would leave an
+    # attempt nobody counted, which is the other test's case.
+    await _delivery_once(http, endpoint, lambda d: (d["attempts"], d["last_status_code"]) == (1, 503))
 
     worker.kill()  # with it, the run it had scheduled for the retry
     stack.redis.flushdb()
