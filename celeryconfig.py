@@ -51,8 +51,9 @@ task_soft_time_limit = 240
 # stays off, so Flower shows tasks from `received` on).
 worker_send_task_events = _settings.worker.celery_task_events
 task_send_sent_event = _settings.worker.celery_task_events
+# Logging is ours: the `setup_logging` receiver in `tasks/__init__.py` configures it (our format, `LOG_FORMAT`, a
+# file per process role) and Celery then adds no handler of its own. These two only matter if it did not.
 worker_hijack_root_logger = False
-# Our logging already writes to stdout; Celery re-logging stdout would print every line twice.
 worker_redirect_stdouts = False
 
 imports = ("tasks.keys", "tasks.ledger", "tasks.idempotency", "tasks.payments", "tasks.withdrawals", "tasks.webhooks")

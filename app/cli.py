@@ -1,4 +1,8 @@
-"""The `wallet` command line: run, migrate and operate the service."""
+"""The `wallet` command line: run, migrate and operate the service.
+
+Every command but `up` finds the servers a running `wallet up` started (`app.lib.local_stack`) when
+`DATABASE_URL`/`REDIS_URL` are not configured, and says in one line what it tried when nothing answers.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +10,56 @@ import argparse
 import contextlib
 import importlib
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import httpx
 
 from app.config import PROJECT_ROOT, UnsafeConfigurationError, get_settings
+from app.lib import local_stack
+from app.lib.local_stack import DATA_DIR
 
-DATA_DIR = Path(os.environ.get("WALLET_DATA_DIR", PROJECT_ROOT / ".wallet-data"))
+if TYPE_CHECKING:
+    from app.lib.infra import Infrastructure
+
+PAYOUT_OUTCOMES = ("success", "failed", "reversed", "manual")
 
 
 def _celery(*args: str) -> list[str]:
-    return [sys.executable, "-m", "celery", "-A", "tasks", *args]
+    # Celery prints banners outside logging; with JSON logs they would break one object per line.
+    quiet = ["--quiet"] if get_settings().log.format == "json" else []
+    return [sys.executable, "-m", "celery", "-A", "tasks", *quiet, *args]
+
+
+def _with_log_level(args: argparse.Namespace) -> dict[str, str]:
+    """The environment of a Celery process: our logging reads `LOG_LEVEL` (Celery's `--loglevel` is not used)."""
+    return {**os.environ, "LOG_LEVEL": args.loglevel} if args.loglevel else dict(os.environ)
+
+
+def _masked(url: str) -> str:
+    """A URL fit for a terminal: the password hidden."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparseable URL is shown without its credentials part
+        return url.rpartition("@")[2]
+
+
+def _could_not(doing: str, exc: BaseException) -> int:
+    """One line for an operator, naming the database tried and where its address came from; exit 2."""
+    reason = " ".join(str(exc).split()) or type(exc).__name__
+    database = _masked(get_settings().database.url)
+    print(
+        f"error: could not {doing}: {reason} (PostgreSQL {database}, from {local_stack.where_from('DATABASE_URL')})",
+        file=sys.stderr,
+    )
+    return 2
 
 
 def cmd_migrate(_: argparse.Namespace) -> int:
@@ -29,8 +68,11 @@ def cmd_migrate(_: argparse.Namespace) -> int:
     from app.lib.migrations import upgrade
 
     url = get_settings().database.url
-    create_database_if_missing(url)
-    upgrade(url)
+    try:
+        create_database_if_missing(url)
+        upgrade(url)
+    except Exception as exc:  # noqa: BLE001 - an operator needs one line, not a traceback
+        return _could_not("apply the migrations", exc)
     print("migrations applied")
     return 0
 
@@ -53,17 +95,21 @@ def cmd_api(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    return subprocess.call([*_celery("worker", "--loglevel", args.loglevel), *args.extra])  # noqa: S603
+    return subprocess.call([*_celery("worker"), *args.extra], env=_with_log_level(args))  # noqa: S603
 
 
 def cmd_beat(args: argparse.Namespace) -> int:
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     schedule = str(DATA_DIR / "celerybeat-schedule")
-    return subprocess.call([*_celery("beat", "--loglevel", args.loglevel, "--schedule", schedule), *args.extra])  # noqa: S603
+    return subprocess.call([*_celery("beat", "--schedule", schedule), *args.extra], env=_with_log_level(args))  # noqa: S603
 
 
 def cmd_flower(args: argparse.Namespace) -> int:
     return subprocess.call([*_celery("flower", f"--port={args.port}", f"--address={args.address}"), *args.extra])  # noqa: S603
+
+
+PASSES_ARGUMENTS_ON = {cmd_worker, cmd_beat, cmd_flower}
+"""Commands whose other options go to Celery as they are (`wallet worker -c 1 -Q settlement`)."""
 
 
 def cmd_ledger_check(_: argparse.Namespace) -> int:
@@ -88,8 +134,7 @@ def cmd_ledger_check(_: argparse.Namespace) -> int:
     try:
         return asyncio.run(check())
     except Exception as exc:  # noqa: BLE001 - an operator needs one line, not a traceback
-        print(f"error: could not check the ledger: {exc}", file=sys.stderr)
-        return 2
+        return _could_not("check the ledger", exc)
 
 
 def _operator_name() -> str:
@@ -141,8 +186,7 @@ def cmd_review_list(args: argparse.Namespace) -> int:
     try:
         items = asyncio.run(load())
     except Exception as exc:  # noqa: BLE001 - an operator needs one line, not a traceback
-        print(f"error: could not read the review queue: {exc}", file=sys.stderr)
-        return 2
+        return _could_not("read the review queue", exc)
     if args.json:
         print(json.dumps(items, indent=2))
         return 0
@@ -184,8 +228,7 @@ def cmd_review_resolve(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # noqa: BLE001 - an operator needs one line, not a traceback
-        print(f"error: could not resolve {args.reference}: {exc}", file=sys.stderr)
-        return 2
+        return _could_not(f"resolve {args.reference}", exc)
     if not resolution.resolved:
         print(f"error: no open review item has the reference {args.reference}", file=sys.stderr)
         return 1
@@ -248,7 +291,7 @@ def cmd_token(args: argparse.Namespace) -> int:
     try:
         minted = asyncio.run(mint())
     except Exception as exc:  # noqa: BLE001 - an operator needs one line, not a traceback
-        print(f"error: could not mint a token: {exc}", file=sys.stderr)
+        _could_not("mint a token", exc)
         return 1
     if args.json:
         print(json.dumps(minted))
@@ -288,24 +331,98 @@ def _stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
             process.kill()
 
 
+def _start_sandbox(args: argparse.Namespace, api_url: str) -> tuple[list[str], dict[str, str]]:
+    """The Paystack sandbox's command and the settings that point the service at it.
+
+    Only outside production and without Paystack keys: a configured key means the operator wants Paystack
+    (its test mode, say), and production refuses a local Paystack address anyway (`check_safe_to_start`).
+    """
+    from app.lib.infra import free_port
+
+    port = free_port()
+    key = f"sk_test_sandbox_{secrets.token_hex(20)}"
+    command = [
+        sys.executable,
+        "-m",
+        "app.sandbox",
+        "--port",
+        str(port),
+        "--service-url",
+        api_url,
+        "--secret-key",
+        key,
+        "--payout-outcome",
+        args.payout_outcome,
+    ]
+    settings = {
+        "PAYSTACK_BASE_URL": f"http://127.0.0.1:{port}",
+        "PAYSTACK_SECRET_KEY": key,
+        "PAYSTACK_WEBHOOK_SECRET": key,
+    }
+    return command, settings
+
+
+@dataclass
+class _Plan:
+    """What `wallet up` starts, and the settings that point the service at its servers."""
+
+    api_url: str
+    commands: list[list[str]]
+    service_settings: dict[str, str]
+    sandbox_url: str = ""
+
+
+def _plan(args: argparse.Namespace, infra: Infrastructure) -> _Plan:
+    settings = get_settings()
+    plan = _Plan(
+        api_url=f"http://{args.host}:{args.port}",
+        commands=[
+            [sys.executable, "-m", "app.cli", "api", "--host", args.host, "--port", str(args.port)],
+            _celery("worker", "--concurrency", str(args.concurrency)),
+            _celery("beat", "--schedule", str(DATA_DIR / "celerybeat-schedule")),
+        ],
+        service_settings={"DATABASE_URL": infra.database_url, "REDIS_URL": infra.redis_url},
+    )
+    if not settings.is_production and not settings.paystack.secret_key and not args.no_sandbox:
+        sandbox_command, sandbox_settings = _start_sandbox(args, plan.api_url)
+        plan.commands.insert(0, sandbox_command)
+        plan.service_settings.update(sandbox_settings)
+        plan.sandbox_url = sandbox_settings["PAYSTACK_BASE_URL"]
+    if args.flower:
+        plan.commands.append(_celery("flower", f"--port={args.flower_port}", "--address=127.0.0.1"))
+    return plan
+
+
 def cmd_up(args: argparse.Namespace) -> int:
-    """Everything for local use: database, broker, migrations, API, worker and beat; Ctrl-C stops it all."""
+    """Everything for local use: database, broker, migrations, API, worker and beat (and the Paystack sandbox
+    when no Paystack key is configured); Ctrl-C stops it all and leaves no process behind."""
     from app.lib.infra import resolve_infrastructure
-    from app.lib.migrations import upgrade
 
     try:
         get_settings().check_safe_to_start()
     except UnsafeConfigurationError as exc:
-        print(exc, file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    already = local_stack.running()
+    if already is not None:
+        print(f"error: `wallet up` is already running (pid {already.pid}, {already.api_url})", file=sys.stderr)
         return 2
     DATA_DIR.mkdir(parents=True, exist_ok=True)
-    infra = resolve_infrastructure(DATA_DIR)
-    from sqlalchemy.engine import make_url
-
+    try:
+        infra = resolve_infrastructure(DATA_DIR)
+    except Exception as exc:  # noqa: BLE001 - one line: what was tried and how to fix it
+        print(f"error: could not start PostgreSQL and Redis: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
     # Where, not with what: a configured URL may carry passwords that do not belong on a terminal or in logs.
-    print(f"PostgreSQL ({infra.origin['database']}): {make_url(infra.database_url).render_as_string()}")
-    print(f"Redis ({infra.origin['redis']}): {make_url(infra.redis_url).render_as_string()}")
-    env = {**os.environ, "DATABASE_URL": infra.database_url, "REDIS_URL": infra.redis_url}
+    print(f"PostgreSQL ({infra.origin['database']}): {_masked(infra.database_url)}")
+    print(f"Redis ({infra.origin['redis']}): {_masked(infra.redis_url)}")
+    return _run_until_stopped(args, infra, _plan(args, infra))
+
+
+def _run_until_stopped(args: argparse.Namespace, infra: Infrastructure, plan: _Plan) -> int:
+    from app.lib.infra import port_open
+    from app.lib.migrations import upgrade
+
     processes: list[subprocess.Popen[bytes]] = []
     stopping = False
 
@@ -316,28 +433,32 @@ def cmd_up(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     try:
-        upgrade(infra.database_url)
+        try:
+            upgrade(infra.database_url)
+        except Exception as exc:  # noqa: BLE001 - one line, not a traceback
+            print(f"error: could not apply the migrations: {' '.join(str(exc).split())}", file=sys.stderr)
+            return 2
         print("migrations applied")
-        host, port = args.host, args.port
-        commands = [
-            [sys.executable, "-m", "app.cli", "api", "--host", host, "--port", str(port)],
-            _celery("worker", "--loglevel", "INFO", "--concurrency", str(args.concurrency)),
-            _celery("beat", "--loglevel", "INFO", "--schedule", str(DATA_DIR / "celerybeat-schedule")),
-        ]
-        if args.flower:
-            commands.append(_celery("flower", f"--port={args.flower_port}", "--address=127.0.0.1"))
+        if port_open(args.host, args.port):
+            print(f"error: {args.host}:{args.port} is already in use; choose another with --port", file=sys.stderr)
+            return 2
+        env = {**os.environ, **plan.service_settings}
         processes = [
             subprocess.Popen(command, env=env, cwd=PROJECT_ROOT, start_new_session=True)  # noqa: S603
-            for command in commands
+            for command in plan.commands
         ]
-        base = f"http://{host}:{port}"
-        if not _wait_for_health(f"{base}/health", processes):
+        if not _wait_for_health(f"{plan.api_url}/health", processes):
             print("the service did not become healthy; stopping", file=sys.stderr)
             return 1
-        print(f"\nWallet service is up.\n  API:  {base}\n  Docs: {base}/docs")
+        local_stack.announce(
+            local_stack.RunningStack(pid=os.getpid(), api_url=plan.api_url, settings=plan.service_settings)
+        )
+        print(f"\nWallet service is up.\n  API:  {plan.api_url}\n  Docs: {plan.api_url}/docs")
+        if plan.sandbox_url:
+            print(f"  Paystack sandbox: {plan.sandbox_url} (checkout pages; payouts end {args.payout_outcome})")
         if args.flower:
             print(f"  Flower: http://127.0.0.1:{args.flower_port}")
-        print("Press Ctrl-C to stop.\n", flush=True)
+        print("Other `wallet` commands in another shell use these servers. Press Ctrl-C to stop.\n", flush=True)
         while not stopping:
             if any(p.poll() is not None for p in processes):
                 print("a process exited; stopping everything", file=sys.stderr)
@@ -345,58 +466,121 @@ def cmd_up(args: argparse.Namespace) -> int:
             time.sleep(0.5)
         return 0
     finally:
+        local_stack.withdraw()
         _stop_all(processes)
         infra.stop()
         print("stopped")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="wallet", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+def cmd_doctor(_: argparse.Namespace) -> int:
+    """Check configuration and every dependency; say what is wrong and how to fix it."""
+    from app import doctor
 
-    up = commands.add_parser("up", help="run everything locally (embedded PostgreSQL and Redis if none)")
+    return doctor.main()
+
+
+COMMAND_GROUPS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
+    (
+        "Try it and run it",
+        (
+            ("up", "everything locally: PostgreSQL, Redis, migrations, API, worker, beat, Paystack sandbox"),
+            ("api", "the HTTP API (uvicorn)"),
+            ("worker", "a Celery worker (other options go to celery: -c 4 -Q settlement)"),
+            ("beat", "Celery beat, the sweeps' clock (other options go to celery)"),
+            ("flower", "Flower, Celery's monitor (other options go to celery, e.g. --basic-auth=u:p)"),
+        ),
+    ),
+    (
+        "Set up and check",
+        (
+            ("migrate", "create the database if needed and apply every migration"),
+            ("doctor", "check configuration, database, migrations, Redis, Paystack; say what to fix"),
+            ("token", "mint a JWT for a local user (created with a wallet if new); refused in production"),
+        ),
+    ),
+    (
+        "Operate",
+        (
+            ("ledger", "ledger check: verify the ledger's invariants (non-zero exit on any violation)"),
+            ("review", "review list / review resolve: what the system will not guess, for an operator"),
+            ("bench", "benchmark the whole stack against pgbench and a minimal program (writes bench/results/)"),
+        ),
+    ),
+)
+
+
+def _grouped_commands() -> str:
+    lines = []
+    for title, commands in COMMAND_GROUPS:
+        lines.append(f"{title}:")
+        lines.extend(f"  {name:<9} {summary}" for name, summary in commands)
+        lines.append("")
+    lines.append("`wallet <command> --help` tells more. Settings: environment variables or .env (see .env.sample).")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wallet",
+        usage="wallet <command> [options]",
+        description="The wallet service's command line.",
+        epilog=_grouped_commands(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    # Listed by group in the epilog, so the subcommands are added without `help=` (argparse lists only those).
+    commands = parser.add_subparsers(dest="command", required=True, metavar="<command>", help=argparse.SUPPRESS)
+    summary = {name: text for _, group in COMMAND_GROUPS for name, text in group}
+
+    def command(name: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, description=summary[name])
+
+    up = command("up")
     up.add_argument("--host", default="127.0.0.1")
     up.add_argument("--port", type=int, default=8000)
-    up.add_argument("--concurrency", type=int, default=2, help="Celery worker processes")
+    up.add_argument("--concurrency", type=int, default=2, help="Celery worker threads")
     up.add_argument("--flower", action="store_true", help="also start Flower")
     up.add_argument("--flower-port", type=int, default=5555)
+    up.add_argument(
+        "--payout-outcome",
+        choices=PAYOUT_OUTCOMES,
+        default="success",
+        help="how the Paystack sandbox ends withdrawals' payouts (manual: choose each at /sandbox/transfers)",
+    )
+    up.add_argument("--no-sandbox", action="store_true", help="do not run the Paystack sandbox")
     up.set_defaults(handler=cmd_up)
 
-    commands.add_parser("migrate", help="apply database migrations").set_defaults(handler=cmd_migrate)
+    command("migrate").set_defaults(handler=cmd_migrate)
+    command("doctor").set_defaults(handler=cmd_doctor)
 
-    api = commands.add_parser("api", help="run the HTTP API (uvicorn)")
+    api = command("api")
     api.add_argument("--host")
     api.add_argument("--port", type=int)
     api.add_argument("--workers", type=int)
     api.set_defaults(handler=cmd_api)
 
     for name, handler in (("worker", cmd_worker), ("beat", cmd_beat)):
-        sub = commands.add_parser(name, help=f"run a Celery {name}")
-        sub.add_argument("--loglevel", default="INFO")
-        sub.add_argument("extra", nargs=argparse.REMAINDER, help="more arguments for celery")
+        sub = command(name)
+        sub.add_argument("--loglevel", help="LOG_LEVEL for this process (DEBUG, INFO, WARNING, ...)")
         sub.set_defaults(handler=handler)
 
-    flower = commands.add_parser("flower", help="run Flower, Celery's monitor")
+    flower = command("flower")
     flower.add_argument("--port", type=int, default=5555)
     flower.add_argument("--address", default="127.0.0.1")
-    flower.add_argument("extra", nargs=argparse.REMAINDER)
     flower.set_defaults(handler=cmd_flower)
 
-    token = commands.add_parser(
-        "token", help="mint a JWT for a local user (created with a wallet if new); refused in production"
-    )
+    token = command("token")
     token.add_argument("--email", required=True, help="the user's e-mail address")
     token.add_argument("--name", help="the user's display name, for a new user")
     token.add_argument("--json", action="store_true", help="print token, user and wallet number as JSON on stdout")
     token.set_defaults(handler=cmd_token)
 
-    ledger = commands.add_parser("ledger", help="operate the ledger")
+    ledger = command("ledger")
     ledger_commands = ledger.add_subparsers(dest="ledger_command", required=True)
     ledger_commands.add_parser(
         "check", help="verify the ledger's invariants (non-zero exit on any violation)"
     ).set_defaults(handler=cmd_ledger_check)
 
-    review = commands.add_parser("review", help="the operator review queue (what the system will not guess)")
+    review = command("review")
     review_commands = review.add_subparsers(dest="review_command", required=True)
     review_list = review_commands.add_parser("list", help="list the open items (a table; --json for machines)")
     review_list.add_argument("--json", action="store_true", help="one JSON array on stdout")
@@ -409,7 +593,7 @@ def build_parser() -> argparse.ArgumentParser:
     review_resolve.add_argument("--note", required=True, help="why it is resolved, for the audit log")
     review_resolve.set_defaults(handler=cmd_review_resolve)
 
-    bench = commands.add_parser("bench", help="benchmark the whole stack against pgbench (writes bench/results/)")
+    bench = command("bench")
     with contextlib.suppress(ImportError):  # an installed wheel has no `bench/`; cmd_bench says so
         importlib.import_module("bench").add_arguments(bench)
     bench.set_defaults(handler=cmd_bench)
@@ -417,7 +601,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.handler not in PASSES_ARGUMENTS_ON:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.extra = extra
+    if args.handler is not cmd_up:
+        local_stack.adopt()
     try:
         return int(args.handler(args))
     except UnsafeConfigurationError as exc:

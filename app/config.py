@@ -24,6 +24,7 @@ DEVELOPMENT_JWT_SECRET = "development-only-secret-change-me-before-production"  
 
 MIN_JWT_SECRET_LENGTH = 32
 APP_ENVIRONMENTS = ("development", "test", "production")
+LOG_FORMATS = ("text", "json")
 PRODUCTION_RATE_LIMIT_PER_MINUTE = 600
 """The limit in production when RATE_LIMIT_PER_MINUTE is not set: a deployment is protected unless it opts
 out with 0. Elsewhere the default is off, so local load and test runs are not throttled."""
@@ -214,7 +215,16 @@ class LogSettings:
     level: str = env("LOG_LEVEL", "INFO")
     """Lowest level written."""
     file: str = env("LOG_FILE", "logs/app.log")
-    """Rotating log file (10 MB x 5); empty logs to stdout only."""
+    """Rotating log file (10 MB x 5), one per process role (`logs/app.api.log`, ...); empty logs to stdout only."""
+    format: str = env("LOG_FORMAT", "text")
+    """`text` (for people) or `json` (one object per line, for machines)."""
+    access: bool = env("LOG_ACCESS", True)
+    """One line per HTTP request (method, path, status, duration, request id)."""
+
+    def __post_init__(self) -> None:
+        if self.format not in LOG_FORMATS:
+            msg = f"LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, not {self.format!r}"
+            raise UnsafeConfigurationError(msg)
 
 
 @dataclass(frozen=True)
@@ -317,8 +327,56 @@ class Settings:
                 "GOOGLE_REDIRECT_URI": auth.google_redirect_uri,
             }
             problems.extend(f"{name} is required in production" for name, value in required.items() if not value)
+        problems.extend(self._address_problems())
         if problems:
             raise UnsafeConfigurationError(f"unsafe configuration for APP_ENV={self.app_env}: " + "; ".join(problems))
+
+    def _address_problems(self) -> list[str]:
+        """Addresses that would only fail at their first use (a deposit, a sign-in) are refused at start-up,
+        named by their setting. In production Paystack must be `https` on a public name: the development
+        sandbox (`wallet up`, on loopback) must never receive a real customer's payment."""
+        problems: list[str] = []
+        web = {
+            "PAYSTACK_BASE_URL": self.paystack.base_url,
+            "GOOGLE_DISCOVERY_URL": self.auth.google_discovery_url,
+            "GOOGLE_REDIRECT_URI": self.auth.google_redirect_uri,
+            "PAYSTACK_CALLBACK_URL": self.paystack.callback_url,
+        }
+        for name, value in web.items():
+            if value and not _is_web_address(value):
+                problems.append(f"{name} must be an http(s) URL with a host, not {value!r}")
+        if not self.database.url.startswith(("postgresql+asyncpg://", "postgresql://")):
+            problems.append("DATABASE_URL must be a postgresql+asyncpg:// URL")
+        if not self.redis.url.startswith(("redis://", "rediss://", "unix://")):
+            problems.append("REDIS_URL must be a redis://, rediss:// or unix:// URL")
+        if self.is_production and _is_web_address(self.paystack.base_url):
+            from urllib.parse import urlsplit
+
+            parts = urlsplit(self.paystack.base_url)
+            if parts.scheme != "https" or _is_loopback(parts.hostname or ""):
+                problems.append("PAYSTACK_BASE_URL must be an https URL of Paystack in production, not a local one")
+        return problems
+
+
+def _is_web_address(value: str) -> bool:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+        return parts.scheme in {"http", "https"} and bool(parts.hostname) and not any(c.isspace() for c in value)
+    except ValueError:
+        return False
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host.lower() in {"localhost", "localhost.localdomain"} or host.lower().endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 _TOP_LEVEL = {"app_env", "app_name", "app_version"}
@@ -377,9 +435,17 @@ def load_settings(environ: dict[str, str] | None = None, dotenv: Path | None = N
             values[f"{variable.lower()}"] = _parse(variable, source[variable], default)
     if "APP_ENV" in source:
         values["app_env"] = source["APP_ENV"]
-    if "RATE_LIMIT_PER_MINUTE" not in source and values.get("app_env") == "production":
+    if not source.get("RATE_LIMIT_PER_MINUTE", "").strip() and values.get("app_env") == "production":
         values["rate_limit_per_minute"] = PRODUCTION_RATE_LIMIT_PER_MINUTE
     return Settings().replaced(**values)
+
+
+def configured_variables(environ: dict[str, str] | None = None, dotenv: Path | None = None) -> set[str]:
+    """The settings named in the environment or `.env`: what the operator chose, as opposed to defaults."""
+    env_file = dotenv if dotenv is not None else Path(os.environ.get("WALLET_ENV_FILE", PROJECT_ROOT / ".env"))
+    named = {key for key, value in _read_dotenv(env_file).items() if value}
+    named.update(key for key, value in (os.environ if environ is None else environ).items() if value)
+    return named
 
 
 @lru_cache(maxsize=1)

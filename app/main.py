@@ -10,7 +10,6 @@ from litestar.config.cors import CORSConfig
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from app.config import Settings, get_settings
@@ -22,7 +21,8 @@ from app.lib.errors import exception_to_response
 from app.lib.heap import freeze_long_lived
 from app.lib.http_metrics import http_metrics_middleware
 from app.lib.inflight import RequestBodyMiddleware
-from app.lib.logging import RequestIdMiddleware, configure_logging
+from app.lib.logging import RequestIdMiddleware, configure_logging, is_one_of_several_api_processes
+from app.lib.openapi import DOCS_PATH, OfflineSwaggerUI, OpenAPIDocument
 from app.lib.schema import StrictRequest
 from app.lib.schema_version import ensure_migrated
 from app.process import DEPENDENCIES, PROCESS_STATE_KEY, ApiProcess, process_of
@@ -42,8 +42,8 @@ def _openapi(settings: Settings) -> OpenAPIConfig:
             "Google sign-in and scoped API keys. Money is an integer in kobo.\n\n"
             "The OpenAPI document: [/docs/openapi.json](/docs/openapi.json)"
         ),
-        path="/docs",
-        render_plugins=[SwaggerRenderPlugin(path="/")],
+        path=DOCS_PATH,
+        render_plugins=[OfflineSwaggerUI(), OpenAPIDocument()],
         components=Components(
             security_schemes={
                 "BearerAuth": SecurityScheme(
@@ -66,7 +66,7 @@ def create_app(
     """Build the application. Refuses to start with an unsafe configuration."""
     settings = settings or get_settings()
     settings.check_safe_to_start()
-    configure_logging(settings)
+    configure_logging(settings, "api", one_of_several=is_one_of_several_api_processes())
     resolve_in_order()
     engine = settings.database.create_engine()
 
@@ -90,12 +90,11 @@ def create_app(
     async def stop_process(app: Litestar) -> None:
         await process_of(app).stop()
 
-    return Litestar(
+    application = Litestar(
         route_handlers=[*ROUTE_HANDLERS, *(extra_route_handlers or [])],
         dependencies={"caller": Provide(provide_caller), **DEPENDENCIES},
         exception_handlers={Exception: exception_to_response},
         middleware=[
-            RequestIdMiddleware,
             DefineMiddleware(RequestBodyMiddleware, http=settings.http),
             http_metrics_middleware,
             RateLimitMiddleware,
@@ -109,6 +108,9 @@ def create_app(
         debug=False,
         logging_config=None,
     )
+    # Outside the router, unlike `middleware`: a request no route matches (404, 405) gets its id and access line too.
+    application.asgi_handler = RequestIdMiddleware(application.asgi_handler, access_log=settings.log.access)
+    return application
 
 
 app = create_app()

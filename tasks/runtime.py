@@ -29,7 +29,7 @@ from app.domain.webhooks.delivery import DELIVERIES
 from app.domain.webhooks.outbox import DELIVERIES_CREATED
 from app.lib.db import session_maker
 from app.lib.heap import freeze_long_lived
-from app.lib.logging import configure_logging, request_id_var
+from app.lib.logging import request_id_var
 from app.lib.redis import create_redis
 from app.lib.uow import UnitOfWork
 
@@ -114,7 +114,6 @@ def _start() -> tuple[asyncio.Runner, WorkerContext]:
     runner, context = _local.runner, _local.context
     if runner is None or context is None:
         settings = get_settings()
-        configure_logging(settings)
         runner = asyncio.Runner()
 
         async def build() -> WorkerContext:

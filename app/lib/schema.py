@@ -7,6 +7,7 @@ nesting too deep is a 400 `VALIDATION_ERROR` naming the field.
 
 from __future__ import annotations
 
+import enum
 import json
 from typing import Any, get_args
 
@@ -20,6 +21,12 @@ TOO_DEEP = "The request body is nested too deeply."
 
 class BaseStruct(msgspec.Struct, forbid_unknown_fields=False):
     """Base of every schema."""
+
+
+class NamedEnum(enum.StrEnum):
+    """A closed set of strings in a schema: the OpenAPI document names it after the class (a component of its
+    own) and publishes the member names as `x-enum-varnames`, so a generated client says `ApiKeyExpiry.ONE_DAY`
+    where the wire says `"1D"` (`app.lib.openapi`)."""
 
 
 def _is_struct(annotation: Any) -> bool:

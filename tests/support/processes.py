@@ -105,7 +105,7 @@ def start_worker(
     loglevel: str = "INFO",
 ) -> ServiceProcess:
     """A real Celery worker (`celery -A tasks worker`); returns once it is ready for tasks."""
-    command = [sys.executable, "-m", "celery", "-A", "tasks", "worker", "--loglevel", loglevel]
+    command = [sys.executable, "-m", "celery", "-A", "tasks", "worker"]
     command += [
         "--concurrency",
         str(concurrency),
@@ -115,7 +115,7 @@ def start_worker(
     command += ["--without-gossip", "--without-mingle"]
     if queues:
         command += ["--queues", queues]
-    env = env or service_env()
+    env = {**(env or service_env()), "LOG_LEVEL": loglevel}  # our logging, not Celery's --loglevel, sets it
     if pool:  # None: the configured default, as a user runs it (Celery ignores `--pool prefork` then)
         env = {**env, "WORKER_POOL": pool}
     worker = ServiceProcess(command, env, name)

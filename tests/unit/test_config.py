@@ -113,3 +113,31 @@ def test_a_setting_is_changed_by_its_variable_name_and_an_unknown_name_is_refuse
     )
     with pytest.raises(TypeError, match="NO_SUCH_SETTING"):
         Settings().replaced(no_such_setting=1)
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("PAYSTACK_BASE_URL", "api.paystack.co"),
+        ("PAYSTACK_BASE_URL", "ftp://api.paystack.co"),
+        ("GOOGLE_DISCOVERY_URL", "accounts.google.com/.well-known/openid-configuration"),
+        ("PAYSTACK_CALLBACK_URL", "https:///no-host"),
+        ("DATABASE_URL", "mysql://localhost/wallet"),
+        ("REDIS_URL", "localhost:6379"),
+    ],
+)
+def test_an_address_that_would_fail_at_first_use_is_refused_at_start_up_by_name(
+    tmp_path: Path, setting: str, value: str
+) -> None:
+    settings = load_settings({"APP_ENV": "development", setting: value}, tmp_path / "none")
+    with pytest.raises(UnsafeConfigurationError, match=setting):
+        settings.check_safe_to_start()
+
+
+@pytest.mark.parametrize("base_url", ["http://api.paystack.co", "https://127.0.0.1:9999", "https://localhost"])
+def test_production_never_talks_to_a_local_or_plain_http_paystack_such_as_the_sandbox(
+    tmp_path: Path, base_url: str
+) -> None:
+    settings = load_settings(SAFE_PRODUCTION | {"PAYSTACK_BASE_URL": base_url}, tmp_path / "none")
+    with pytest.raises(UnsafeConfigurationError, match="PAYSTACK_BASE_URL"):
+        settings.check_safe_to_start()

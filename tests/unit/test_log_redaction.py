@@ -64,3 +64,13 @@ def test_what_is_meant_to_be_logged_is_kept() -> None:
     """A key's 16-character prefix (shown in `GET /keys`), references and ids are not credentials."""
     line = "key sk_live_AbCdEfGh (prefix) deposit dep-0123456789abcdef0123456789abcdef eyJ.notajwt"
     assert redact(line) == line
+
+
+def test_an_event_endpoints_signing_secret_is_redacted(written: tuple[logging.Logger, io.StringIO]) -> None:
+    from app.domain.webhooks.signing import new_endpoint_secret
+
+    logger, stream = written
+    secret = new_endpoint_secret()
+    logger.info("registered endpoint with %s", secret)
+    assert secret not in stream.getvalue()
+    assert REDACTED in stream.getvalue()

@@ -9,7 +9,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import Cookie
 from litestar.di import NamedDependency
 from litestar.openapi import ResponseSpec
-from litestar.openapi.spec import Operation, RequestBody
+from litestar.openapi.spec import Operation, Reference, RequestBody, Schema
 from litestar.params import FromQuery, JSONBody, QueryParameter
 from litestar.response import Redirect
 from redis.asyncio import Redis
@@ -18,6 +18,7 @@ from app.config import Settings
 from app.domain.auth.credentials import CredentialVerifier, presented_credentials
 from app.domain.auth.guards import (
     RATE_LIMITED,
+    SERVICE_UNAVAILABLE,
     USER_ONLY_RESPONSES,
     USER_ONLY_SECURITY,
     Caller,
@@ -27,7 +28,7 @@ from app.domain.auth.guards import (
 from app.domain.auth.schemas import LoggedOut, SignedInUser, SignInResult, TokenVerification, VerifyTokenRequest
 from app.domain.auth.sign_in import BROWSER_COOKIE, FLOW_TTL_SECONDS, GoogleSignIn
 from app.domain.auth.tokens import revoke_token
-from app.lib.errors import InvalidToken, NotAuthenticated
+from app.lib.errors import InvalidToken, NotAuthenticated, RequestValidationError
 from app.lib.uow import UnitOfWork
 
 OAUTH_ERROR = error_response(
@@ -39,11 +40,16 @@ OAUTH_ERROR = error_response(
 @dataclass
 class _OptionalBodyOperation(Operation):
     """The body of `POST /auth/verify-token` may be left out (the token can come in the header instead);
-    Litestar marks every declared body required, so the document is corrected here."""
+    Litestar marks every declared body required, and describes the optional one as "the object or null", which
+    generated clients send as a JSON `null` (or fail to encode): documented as an optional object instead."""
 
     def __post_init__(self) -> None:
         if isinstance(self.request_body, RequestBody):
             self.request_body.required = False
+            for media in (self.request_body.content or {}).values():
+                if isinstance(media.schema, Schema) and media.schema.one_of:
+                    objects = [choice for choice in media.schema.one_of if isinstance(choice, Reference)]
+                    media.schema = objects[0] if len(objects) == 1 else media.schema
 
 
 class AuthController(Controller):
@@ -52,6 +58,7 @@ class AuthController(Controller):
 
     @get(
         "/google",
+        operation_id="startGoogleSignIn",
         status_code=302,
         summary="Start sign-in with Google: redirects to the provider's consent page",
         description=(
@@ -62,6 +69,7 @@ class AuthController(Controller):
             302: ResponseSpec(data_container=None, description="To the provider's authorisation URL."),
             400: OAUTH_ERROR,
             429: RATE_LIMITED,
+            503: SERVICE_UNAVAILABLE,
         },
     )
     async def google(
@@ -84,9 +92,11 @@ class AuthController(Controller):
 
     @get(
         "/google/callback",
+        operation_id="finishGoogleSignIn",
+        response_description="Signed in: our access token, the user and their wallet's number.",
         summary="Finish sign-in with Google: our access token, the user and their wallet",
         description="The user and their wallet are created on first sign-in.",
-        responses={400: OAUTH_ERROR, 429: RATE_LIMITED},
+        responses={400: OAUTH_ERROR, 429: RATE_LIMITED, 503: SERVICE_UNAVAILABLE},
     )
     async def google_callback(
         self,
@@ -117,7 +127,9 @@ class AuthController(Controller):
 
     @post(
         "/verify-token",
+        operation_id="verifyToken",
         status_code=200,
+        response_description="The token is valid: whose it is and when it expires.",
         summary="Check an access token (sent as `Authorization: Bearer` or in the body)",
         description="When both are sent, the `Authorization` header is the one checked.",
         security=[{"BearerAuth": []}, {}],
@@ -126,6 +138,7 @@ class AuthController(Controller):
             400: error_response("`VALIDATION_ERROR`: the body is not a JSON object with an optional `token` string."),
             401: error_response("`NOT_AUTHENTICATED` (no token), `INVALID_TOKEN`, `TOKEN_EXPIRED` or `TOKEN_REVOKED`."),
             429: RATE_LIMITED,
+            503: SERVICE_UNAVAILABLE,
         },
     )
     async def verify_token(
@@ -137,6 +150,8 @@ class AuthController(Controller):
         presented = presented_credentials(request.scope)
         if presented.malformed_authorization:
             raise InvalidToken("The Authorization header must be `Bearer <token>`.")
+        if data is None and (await request.body()).strip():
+            raise RequestValidationError("The body, when sent, must be a JSON object with an optional `token` string.")
         token = presented.token
         if token is None and data is not None:
             token = data.token
@@ -147,7 +162,9 @@ class AuthController(Controller):
 
     @post(
         "/logout",
+        operation_id="logOut",
         status_code=200,
+        response_description="Logged out: this token is refused from now on.",
         summary="Log out: this access token is refused from now on",
         guards=[requires(None)],
         security=USER_ONLY_SECURITY,

@@ -7,7 +7,6 @@ so the rate limiter and the route's guard share one check. Lookups use a short s
 
 from __future__ import annotations
 
-import enum
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from app.lib.errors import (
     WalletError,
 )
 from app.lib.pg import connection_from
+from app.lib.schema import NamedEnum
 
 if TYPE_CHECKING:
     import asyncpg
@@ -43,7 +43,7 @@ _PRESENTED_KEY = "wallet.credentials"
 _IDENTITY_KEY = "wallet.identity"
 
 
-class Permission(enum.StrEnum):
+class Permission(NamedEnum):
     """What an API key may do. A user signed in with a JWT may do all of it."""
 
     DEPOSIT = "deposit"

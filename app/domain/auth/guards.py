@@ -44,10 +44,17 @@ RATE_LIMITED = error_response(
 )
 """The 429 of every route but `/health` and Paystack's webhook."""
 
+SERVICE_UNAVAILABLE = error_response(
+    "`SERVICE_UNAVAILABLE`: PostgreSQL or Redis cannot be reached; nothing was done. `Retry-After` says when to "
+    "try again."
+)
+"""The 503 of every route that reads or writes PostgreSQL or Redis (every one but `/` and `/metrics`)."""
+
 USER_ONLY_RESPONSES: dict[int, ResponseSpec] = {
     401: error_response("`NOT_AUTHENTICATED` (no credentials), `INVALID_TOKEN`, `TOKEN_EXPIRED` or `TOKEN_REVOKED`."),
     403: error_response("`PERMISSION_DENIED`: an API key cannot call this endpoint."),
     429: RATE_LIMITED,
+    503: SERVICE_UNAVAILABLE,
 }
 """The authentication errors of a JWT-only route, for its OpenAPI `responses`."""
 USER_OR_KEY_RESPONSES: dict[int, ResponseSpec] = {
@@ -57,6 +64,7 @@ USER_OR_KEY_RESPONSES: dict[int, ResponseSpec] = {
     ),
     403: error_response("`PERMISSION_DENIED`: the API key lacks the permission this endpoint needs."),
     429: RATE_LIMITED,
+    503: SERVICE_UNAVAILABLE,
 }
 """The authentication errors of a route open to a JWT or an API key, for its OpenAPI `responses`."""
 

@@ -40,6 +40,8 @@ class ApiKeyController(Controller):
 
     @post(
         "/create",
+        operation_id="createApiKey",
+        response_description="The new key, with its secret `api_key`: store it now, it is never shown again.",
         guards=[requires(None)],
         security=USER_ONLY_SECURITY,
         status_code=201,
@@ -67,6 +69,8 @@ class ApiKeyController(Controller):
 
     @get(
         "/",
+        operation_id="listApiKeys",
+        response_description="Your keys, active, expired and revoked.",
         summary="List your API keys (never their secrets)",
         guards=[requires(None)],
         security=USER_ONLY_SECURITY,
@@ -91,6 +95,8 @@ class ApiKeyController(Controller):
 
     @post(
         "/rollover",
+        operation_id="rolloverApiKey",
+        response_description="The new key, with its secret `api_key`: store it now, it is never shown again.",
         guards=[requires(None)],
         security=USER_ONLY_SECURITY,
         status_code=201,
@@ -116,6 +122,8 @@ class ApiKeyController(Controller):
 
     @post(
         "/revoke/{key_id:str}",
+        operation_id="revokeApiKey",
+        response_description="The key is revoked: it is refused from the next request on.",
         guards=[requires(None)],
         security=USER_ONLY_SECURITY,
         status_code=200,

@@ -8,27 +8,32 @@ from uuid import UUID
 
 import msgspec
 
-from app.lib.schema import BaseStruct
+from app.domain.auth.credentials import Permission
+from app.lib.schema import BaseStruct, NamedEnum
 
-ExpiryCode = Annotated[
-    Literal["1H", "1D", "1M", "1Y"],
-    msgspec.Meta(description="One hour, one day, one calendar month or one calendar year from now."),
-]
-PermissionName = Literal["deposit", "transfer", "read", "withdraw"]
 KeyStatus = Literal["active", "expired", "revoked"]
+
+
+class ApiKeyExpiry(NamedEnum):
+    """How long a new key lives: one hour, one day, one calendar month or one calendar year from now."""
+
+    ONE_HOUR = "1H"
+    ONE_DAY = "1D"
+    ONE_MONTH = "1M"
+    ONE_YEAR = "1Y"
 
 
 class CreateKeyRequest(BaseStruct):
     name: Annotated[str, msgspec.Meta(description="1 to 100 characters once surrounding blanks are trimmed.")]
     permissions: Annotated[
-        list[PermissionName], msgspec.Meta(description="A non-empty subset; a permission given twice counts once.")
+        list[Permission], msgspec.Meta(description="A non-empty subset; a permission given twice counts once.")
     ]
-    expiry: ExpiryCode
+    expiry: ApiKeyExpiry
 
 
 class RolloverKeyRequest(BaseStruct):
     expired_key_id: Annotated[str, msgspec.Meta(description="The id of one of your keys that has expired.")]
-    expiry: ExpiryCode
+    expiry: ApiKeyExpiry
 
 
 class CreatedKey(BaseStruct):

@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from app.config import Settings
 from app.db import models as m
 from app.domain.auth.guards import (
+    SERVICE_UNAVAILABLE,
     UNREADABLE_REQUEST,
     USER_OR_KEY_RESPONSES,
     USER_OR_KEY_SECURITY,
@@ -87,6 +88,8 @@ class PaymentsController(Controller):
 
     @post(
         "/deposit",
+        operation_id="createDeposit",
+        response_description="The deposit is pending: send the customer to `authorization_url` to pay.",
         guards=[requires(Permission.DEPOSIT)],
         security=USER_OR_KEY_SECURITY,
         status_code=201,
@@ -136,6 +139,8 @@ class PaymentsController(Controller):
 
     @get(
         "/deposit/{reference:str}/status",
+        operation_id="getDepositStatus",
+        response_description="The deposit's status as the service knows it now.",
         guards=[requires(Permission.READ)],
         security=USER_OR_KEY_SECURITY,
         summary="The status of one of your deposits",
@@ -168,6 +173,8 @@ class PaymentsController(Controller):
 
     @post(
         "/paystack/webhook",
+        operation_id="receivePaystackEvent",
+        response_description="The event is stored; a worker applies it.",
         status_code=200,
         summary="Paystack's webhook (signed with `x-paystack-signature`)",
         description=(
@@ -181,6 +188,7 @@ class PaymentsController(Controller):
             401: error_response("`INVALID_SIGNATURE`: the signature is missing or wrong; nothing was stored."),
             403: error_response("`PERMISSION_DENIED`: the source address is not in `PAYSTACK_WEBHOOK_IPS`."),
             413: error_response("`PAYLOAD_TOO_LARGE`: the body is larger than `MAX_BODY_BYTES`."),
+            503: SERVICE_UNAVAILABLE,
         },
     )
     async def paystack_webhook(

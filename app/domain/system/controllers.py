@@ -63,12 +63,20 @@ async def _check_redis(redis: Redis) -> str:
 class SystemController(Controller):
     tags = ["system"]
 
-    @get("/", summary="Service name, version and where the docs are", responses={429: RATE_LIMITED})
+    @get(
+        "/",
+        operation_id="getServiceInfo",
+        response_description="The service's name and version, and the path of its docs.",
+        summary="Service name, version and where the docs are",
+        responses={429: RATE_LIMITED},
+    )
     async def root(self, settings: NamedDependency[Settings]) -> ServiceInfo:
         return ServiceInfo(name=settings.app_name, version=settings.app_version, docs="/docs")
 
     @get(
         "/metrics",
+        operation_id="getMetrics",
+        response_description="Prometheus text exposition format.",
         summary="Prometheus metrics",
         media_type="text/plain; version=0.0.4; charset=utf-8",
         responses={429: RATE_LIMITED},
@@ -79,6 +87,8 @@ class SystemController(Controller):
 
     @get(
         "/health",
+        operation_id="getHealth",
+        response_description="PostgreSQL and Redis both answer.",
         summary="Whether PostgreSQL and Redis answer",
         responses={503: ResponseSpec(data_container=Health, description="PostgreSQL or Redis is down")},
     )

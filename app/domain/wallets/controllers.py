@@ -70,6 +70,8 @@ class WalletController(Controller):
 
     @get(
         "/balance",
+        operation_id="getBalance",
+        response_description="Your wallet's available balance.",
         guards=[requires(Permission.READ)],
         summary="Your wallet's balance (kobo), currency and number",
         responses={**USER_OR_KEY_RESPONSES},
@@ -80,6 +82,8 @@ class WalletController(Controller):
 
     @post(
         "/transfer",
+        operation_id="transferFunds",
+        response_description="Settled: the recipient has been credited.",
         guards=[requires(Permission.TRANSFER)],
         status_code=200,
         summary="Send money to another wallet by its number",
@@ -133,6 +137,8 @@ class WalletController(Controller):
 
     @get(
         "/transactions",
+        operation_id="listTransactions",
+        response_description="A page of your history, newest first.",
         guards=[requires(Permission.READ)],
         summary="Your deposits, transfers and withdrawals, newest first",
         description=(
@@ -165,6 +171,8 @@ class WalletController(Controller):
 
     @get(
         "/transactions/{reference:str}",
+        operation_id="getTransaction",
+        response_description="The deposit, transfer or withdrawal with this reference.",
         guards=[requires(Permission.READ)],
         summary="One deposit, transfer or withdrawal of yours, by reference",
         responses={

@@ -53,6 +53,8 @@ class WebhookController(Controller):
 
     @post(
         "",
+        operation_id="registerWebhookEndpoint",
+        response_description="The endpoint, with its signing `secret`: store it now, it is never shown again.",
         status_code=201,
         summary="Register an endpoint that receives your events (its secret is shown only here)",
         description=(
@@ -75,7 +77,13 @@ class WebhookController(Controller):
     ) -> CreatedEndpoint:
         return await endpoints.register(caller.user_id, data)
 
-    @get("", summary="Your endpoints", responses={**USER_ONLY_RESPONSES})
+    @get(
+        "",
+        operation_id="listWebhookEndpoints",
+        response_description="Your endpoints, with when each was disabled, if it was.",
+        summary="Your endpoints",
+        responses={**USER_ONLY_RESPONSES},
+    )
     async def list_endpoints(
         self, caller: NamedDependency[Caller], endpoints: NamedDependency[WebhookEndpoints]
     ) -> list[Endpoint]:
@@ -83,6 +91,8 @@ class WebhookController(Controller):
 
     @delete(
         "/{endpoint_id:str}",
+        operation_id="deleteWebhookEndpoint",
+        response_description="Deleted: nothing more is sent to it.",
         status_code=204,
         summary="Delete an endpoint: nothing more is sent to it",
         responses={**USER_ONLY_RESPONSES, 400: UNREADABLE_REQUEST, 404: NOT_FOUND},
@@ -98,6 +108,8 @@ class WebhookController(Controller):
 
     @get(
         "/{endpoint_id:str}/deliveries",
+        operation_id="listWebhookDeliveries",
+        response_description="The endpoint's deliveries, newest first.",
         summary="An endpoint's deliveries, newest first",
         responses={
             **USER_ONLY_RESPONSES,
@@ -116,6 +128,8 @@ class WebhookController(Controller):
 
     @post(
         "/{endpoint_id:str}/deliveries/{delivery_id:str}/redeliver",
+        operation_id="redeliverWebhookEvent",
+        response_description="A new delivery of the same event is queued.",
         status_code=202,
         summary="Send a delivery's event again (a new delivery, same event id)",
         responses={

@@ -8,17 +8,21 @@ from uuid import UUID
 
 import msgspec
 
-from app.lib.schema import BaseStruct
+from app.lib.schema import BaseStruct, NamedEnum
 
-EventName = Literal[
-    "deposit.succeeded",
-    "transfer.sent",
-    "transfer.received",
-    "withdrawal.succeeded",
-    "withdrawal.failed",
-    "deposit.refunded",
-    "*",
-]
+
+class EventType(NamedEnum):
+    """An event an endpoint can subscribe to; `*` is every one of them."""
+
+    DEPOSIT_SUCCEEDED = "deposit.succeeded"
+    TRANSFER_SENT = "transfer.sent"
+    TRANSFER_RECEIVED = "transfer.received"
+    WITHDRAWAL_SUCCEEDED = "withdrawal.succeeded"
+    WITHDRAWAL_FAILED = "withdrawal.failed"
+    DEPOSIT_REFUNDED = "deposit.refunded"
+    ALL = "*"
+
+
 EndpointUrl = Annotated[
     str,
     msgspec.Meta(
@@ -32,7 +36,7 @@ EndpointUrl = Annotated[
 
 class CreateEndpointRequest(BaseStruct):
     url: EndpointUrl
-    events: Annotated[list[EventName], msgspec.Meta(min_length=1, max_length=7)]
+    events: Annotated[list[EventType], msgspec.Meta(min_length=1, max_length=7)]
     """A non-empty subset of the event types, or `["*"]` for all of them."""
 
 

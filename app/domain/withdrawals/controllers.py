@@ -65,6 +65,8 @@ class BanksController(Controller):
 
     @get(
         "",
+        operation_id="listBanks",
+        response_description="The banks, each with the `code` a withdrawal names it by.",
         guards=[requires(ANY_KEY)],
         summary="The banks a withdrawal can pay out to",
         description=(
@@ -95,6 +97,8 @@ class WithdrawalsController(Controller):
 
     @post(
         "",
+        operation_id="createWithdrawal",
+        response_description="Accepted: the amount is reserved and the payout will follow.",
         guards=[requires(Permission.WITHDRAW)],
         status_code=202,
         summary="Withdraw from your wallet to a bank account (Paystack Transfers)",
@@ -142,6 +146,8 @@ class WithdrawalsController(Controller):
 
     @get(
         "",
+        operation_id="listWithdrawals",
+        response_description="A page of your withdrawals, newest first.",
         guards=[requires(Permission.READ)],
         summary="Your withdrawals, newest first",
         description=(
@@ -174,6 +180,8 @@ class WithdrawalsController(Controller):
 
     @get(
         "/{reference:str}",
+        operation_id="getWithdrawal",
+        response_description="The withdrawal with this reference.",
         guards=[requires(Permission.READ)],
         summary="One of your withdrawals, by reference",
         responses={

@@ -164,10 +164,11 @@ def stack(recording_provider: RecordingProvider) -> Iterator[Stack]:
     )
     processes: list[ServiceProcess] = []
     try:
-        api, base_url = start_api({**env, "LOG_FILE": str(log_dir / "api.log")})
+        # One LOG_FILE: each process writes its own file derived from it (app.api.log, app.worker.log).
+        api, base_url = start_api({**env, "LOG_FILE": str(log_dir / "app.log")})
         processes.append(api)
         worker = start_worker(
-            {**env, "LOG_FILE": str(log_dir / "worker.log")}, concurrency=1, name="secrets-worker", loglevel="DEBUG"
+            {**env, "LOG_FILE": str(log_dir / "app.log")}, concurrency=1, name="secrets-worker", loglevel="DEBUG"
         )
         processes.append(worker)
         yield Stack(base_url, env, log_dir, redis_url, paystack, api, worker, server_secrets)
@@ -488,8 +489,8 @@ async def test_no_secret_appears_in_any_log_line_of_any_flow(
     assert not found, f"{len(found)} log line(s) hold a secret:\n" + "\n".join(found)
 
     # The search means something only if the processes logged the flows at all.
-    api_log = logs["LOG_FILE api.log"]
-    worker_log = logs["LOG_FILE worker.log"]
+    api_log = logs["LOG_FILE app.api.log"]
+    worker_log = logs["LOG_FILE app.worker.log"]
     for flow in ("deposit", "webhook"):
         assert api.request_ids[flow] in api_log, f"the API log has no line for the {flow} request"
     assert deposit["reference"] in api_log

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import msgspec
 import pytest
@@ -12,6 +11,7 @@ from litestar.params import JSONBody
 from litestar.testing import AsyncTestClient
 
 from app.config import Settings
+from app.lib.logging import log_file_for
 from app.main import create_app
 
 
@@ -131,7 +131,9 @@ async def test_every_response_carries_a_request_id_that_is_in_the_log(
     assert len(fresh.headers["x-request-id"]) == 32
     for handler in logging.getLogger().handlers:
         handler.flush()
-    assert "[trace-abc-123]" in Path(settings.log.file).read_text()
+    api_log = log_file_for(settings.log.file, "api")
+    assert api_log is not None
+    assert "[trace-abc-123]" in api_log.read_text()
 
 
 async def test_cors_allows_only_configured_origins(settings: Settings) -> None:
