@@ -9,8 +9,11 @@ PYTHON ?= python3
 $(UV):
 	$(PYTHON) -m pip install --user --quiet uv || $(PYTHON) -m pip install --quiet uv
 
+# Bytecode is compiled here, once: the suite starts well over a hundred API, worker and CLI processes, and where
+# PYTHONDONTWRITEBYTECODE is set (as on our CI machine) each would otherwise compile every module it imports.
 install: $(UV)
-	$(UV) sync --frozen --extra embedded
+	$(UV) sync --frozen --extra embedded --compile-bytecode
+	$(UV) run --no-sync python -m compileall -q app tasks tests bench migrations celeryconfig.py > /dev/null
 
 up: install
 	$(UV) run wallet up

@@ -27,8 +27,6 @@ from app.lib.local_stack import DATA_DIR
 if TYPE_CHECKING:
     from app.lib.infra import Infrastructure
 
-PAYOUT_OUTCOMES = ("success", "failed", "reversed", "manual")
-
 
 def _celery(*args: str) -> list[str]:
     # Celery prints banners outside logging; with JSON logs they would break one object per line.
@@ -338,22 +336,11 @@ def _start_sandbox(args: argparse.Namespace, api_url: str) -> tuple[list[str], d
     (its test mode, say), and production refuses a local Paystack address anyway (`check_safe_to_start`).
     """
     from app.lib.infra import free_port
+    from app.sandbox import command_line
 
     port = free_port()
     key = f"sk_test_sandbox_{secrets.token_hex(20)}"
-    command = [
-        sys.executable,
-        "-m",
-        "app.sandbox",
-        "--port",
-        str(port),
-        "--service-url",
-        api_url,
-        "--secret-key",
-        key,
-        "--payout-outcome",
-        args.payout_outcome,
-    ]
+    command = command_line(port, api_url, key, "--payout-outcome", args.payout_outcome)
     settings = {
         "PAYSTACK_BASE_URL": f"http://127.0.0.1:{port}",
         "PAYSTACK_SECRET_KEY": key,
@@ -402,6 +389,11 @@ def cmd_up(args: argparse.Namespace) -> int:
         get_settings().check_safe_to_start()
     except UnsafeConfigurationError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    from app.sandbox import PAYOUT_OUTCOMES
+
+    if args.payout_outcome not in PAYOUT_OUTCOMES:
+        print(f"error: --payout-outcome must be one of {', '.join(PAYOUT_OUTCOMES)}", file=sys.stderr)
         return 2
     already = local_stack.running()
     if already is not None:
@@ -542,9 +534,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--flower-port", type=int, default=5555)
     up.add_argument(
         "--payout-outcome",
-        choices=PAYOUT_OUTCOMES,
         default="success",
-        help="how the Paystack sandbox ends withdrawals' payouts (manual: choose each at /sandbox/transfers)",
+        help="how the Paystack sandbox ends withdrawals' payouts: success, failed, reversed or manual (choose each "
+        "at /sandbox/transfers)",
     )
     up.add_argument("--no-sandbox", action="store_true", help="do not run the Paystack sandbox")
     up.set_defaults(handler=cmd_up)

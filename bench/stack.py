@@ -147,7 +147,7 @@ def deployed_python() -> tuple[str, str]:
     environment = DEPLOYED_ENVIRONMENT
     try:
         subprocess.run(  # noqa: S603 - uv with fixed arguments
-            [uv, "sync", "--frozen", "--no-dev", "--quiet"],
+            [uv, "sync", "--frozen", "--no-dev", "--compile-bytecode", "--quiet"],
             cwd=PROJECT_ROOT,
             env={**os.environ, "UV_PROJECT_ENVIRONMENT": str(environment)},
             check=True,
@@ -156,7 +156,7 @@ def deployed_python() -> tuple[str, str]:
         )
     except (OSError, subprocess.SubprocessError) as exc:
         return sys.executable, f"the deployed environment could not be made ({exc!r}); the development one was used"
-    return str(environment / "bin" / "python"), "deployed: uv sync --frozen --no-dev"
+    return str(environment / "bin" / "python"), "deployed: uv sync --frozen --no-dev --compile-bytecode"
 
 
 def uvicorn_command(app: str, port: int, workers: int, *, python: str = "", factory: bool = False) -> list[str]:

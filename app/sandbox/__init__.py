@@ -6,6 +6,8 @@ finishes payouts with a chosen outcome, sending the signed webhooks Paystack wou
 `APP_ENV=production`.
 """
 
+import sys
+
 from app.sandbox.emulation import (
     PAYOUT_OUTCOMES,
     TRANSFER_OUTCOMES,
@@ -14,4 +16,18 @@ from app.sandbox.emulation import (
     SandboxTransfer,
 )
 
-__all__ = ("PAYOUT_OUTCOMES", "TRANSFER_OUTCOMES", "PaystackSandbox", "SandboxTransaction", "SandboxTransfer")
+
+def command_line(port: int, service_url: str, secret_key: str, *options: str) -> list[str]:
+    """The command that runs the sandbox in a process of its own (`wallet up` and the tests start it so)."""
+    sandbox = [sys.executable, "-m", "app.sandbox", "--port", str(port), "--service-url", service_url]
+    return [*sandbox, "--secret-key", secret_key, *options]
+
+
+__all__ = (
+    "PAYOUT_OUTCOMES",
+    "TRANSFER_OUTCOMES",
+    "PaystackSandbox",
+    "SandboxTransaction",
+    "SandboxTransfer",
+    "command_line",
+)

@@ -21,6 +21,7 @@ import pytest
 
 from app.domain.payments.paystack import is_valid_signature
 from app.lib.infra import free_port
+from app.sandbox import command_line
 from app.sandbox.emulation import EVENTS_DIR as PACKAGED_EVENTS_DIR
 from tests.support.paystack_standin import EVENTS_DIR
 from tests.support.processes import PROJECT_ROOT, ServiceProcess
@@ -38,22 +39,7 @@ def sandbox_env(**overrides: str) -> dict[str, str]:
 
 def start_sandbox(service_url: str, *extra: str) -> tuple[ServiceProcess, str]:
     port = free_port()
-    process = ServiceProcess(
-        [
-            sys.executable,
-            "-m",
-            "app.sandbox",
-            "--port",
-            str(port),
-            "--service-url",
-            service_url,
-            "--secret-key",
-            SECRET_KEY,
-            *extra,
-        ],
-        sandbox_env(),
-        "paystack-sandbox",
-    )
+    process = ServiceProcess(command_line(port, service_url, SECRET_KEY, *extra), sandbox_env(), "paystack-sandbox")
     process.wait_for_output("Paystack sandbox on")
     return process, f"http://127.0.0.1:{port}"
 
