@@ -117,7 +117,7 @@ def test_wallet_bench_smoke_run_writes_every_figure_from_a_real_run(tmp_path: Pa
         )
         assert target["met"] is holds, name
     # The service and the floor ran from the deployed environment (no test tools), as the Dockerfile installs.
-    assert results["parameters"]["service_environment"] == "deployed: uv sync --frozen --no-dev"
+    assert results["parameters"]["service_environment"] == "deployed: uv sync --frozen --no-dev --compile-bytecode"
     assert results["machine"]["cores"] >= 1
     assert results["machine"]["memory_gib"] > 0
     assert results["machine"]["cpu_model"]
