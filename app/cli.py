@@ -39,20 +39,12 @@ def _with_log_level(args: argparse.Namespace) -> dict[str, str]:
     return {**os.environ, "LOG_LEVEL": args.loglevel} if args.loglevel else dict(os.environ)
 
 
-def _masked(url: str) -> str:
-    """A URL fit for a terminal: the password hidden."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - an unparseable URL is shown without its credentials part
-        return url.rpartition("@")[2]
-
-
 def _could_not(doing: str, exc: BaseException) -> int:
     """One line for an operator, naming the database tried and where its address came from; exit 2."""
-    reason = " ".join(str(exc).split()) or type(exc).__name__
-    database = _masked(get_settings().database.url)
+    from app.lib.infra import masked_url, one_line
+
+    reason = one_line(exc)
+    database = masked_url(get_settings().database.url)
     print(
         f"error: could not {doing}: {reason} (PostgreSQL {database}, from {local_stack.where_from('DATABASE_URL')})",
         file=sys.stderr,
@@ -383,7 +375,7 @@ def _plan(args: argparse.Namespace, infra: Infrastructure) -> _Plan:
 def cmd_up(args: argparse.Namespace) -> int:
     """Everything for local use: database, broker, migrations, API, worker and beat (and the Paystack sandbox
     when no Paystack key is configured); Ctrl-C stops it all and leaves no process behind."""
-    from app.lib.infra import resolve_infrastructure
+    from app.lib.infra import masked_url, one_line, resolve_infrastructure
 
     try:
         get_settings().check_safe_to_start()
@@ -403,16 +395,16 @@ def cmd_up(args: argparse.Namespace) -> int:
     try:
         infra = resolve_infrastructure(DATA_DIR)
     except Exception as exc:  # noqa: BLE001 - one line: what was tried and how to fix it
-        print(f"error: could not start PostgreSQL and Redis: {' '.join(str(exc).split())}", file=sys.stderr)
+        print(f"error: could not start PostgreSQL and Redis: {one_line(exc)}", file=sys.stderr)
         return 2
     # Where, not with what: a configured URL may carry passwords that do not belong on a terminal or in logs.
-    print(f"PostgreSQL ({infra.origin['database']}): {_masked(infra.database_url)}")
-    print(f"Redis ({infra.origin['redis']}): {_masked(infra.redis_url)}")
+    print(f"PostgreSQL ({infra.origin['database']}): {masked_url(infra.database_url)}")
+    print(f"Redis ({infra.origin['redis']}): {masked_url(infra.redis_url)}")
     return _run_until_stopped(args, infra, _plan(args, infra))
 
 
 def _run_until_stopped(args: argparse.Namespace, infra: Infrastructure, plan: _Plan) -> int:
-    from app.lib.infra import port_open
+    from app.lib.infra import one_line, port_open
     from app.lib.migrations import upgrade
 
     processes: list[subprocess.Popen[bytes]] = []
@@ -428,7 +420,7 @@ def _run_until_stopped(args: argparse.Namespace, infra: Infrastructure, plan: _P
         try:
             upgrade(infra.database_url)
         except Exception as exc:  # noqa: BLE001 - one line, not a traceback
-            print(f"error: could not apply the migrations: {' '.join(str(exc).split())}", file=sys.stderr)
+            print(f"error: could not apply the migrations: {one_line(exc)}", file=sys.stderr)
             return 2
         print("migrations applied")
         if port_open(args.host, args.port):

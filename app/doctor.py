@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from app.config import DEVELOPMENT_JWT_SECRET, MIN_JWT_SECRET_LENGTH, UnsafeConfigurationError
+from app.lib.infra import masked_url, one_line
 
 if TYPE_CHECKING:
     import asyncpg
@@ -90,21 +91,9 @@ def main() -> int:
 
 def _reason(exc: BaseException) -> str:
     """An exception as one short line (some carry none: a timeout says how long it waited)."""
-    text = " ".join(str(exc).split())
-    if not text and isinstance(exc, TimeoutError):
-        text = f"no answer within {TIMEOUT_SECONDS:g} s"
-    text = text or type(exc).__name__
+    silent_timeout = isinstance(exc, TimeoutError) and not str(exc).strip()
+    text = f"no answer within {TIMEOUT_SECONDS:g} s" if silent_timeout else one_line(exc)
     return text if len(text) <= 300 else text[:297] + "..."
-
-
-def _where(url: str) -> str:
-    """`url` without its password, as `wallet up` prints it."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - an unparsable URL is the configuration check's to report
-        return "the configured URL (unparsable)"
 
 
 def _check_configuration(settings: Settings) -> Check:
@@ -120,7 +109,7 @@ def _check_configuration(settings: Settings) -> Check:
 
 async def _check_database(settings: Settings) -> list[Check]:
     """Reach PostgreSQL, then compare its applied migration with the newest one in `migrations/`."""
-    where = _where(settings.database.url)
+    where = masked_url(settings.database.url)
     try:
         async with asyncio.timeout(TIMEOUT_SECONDS):
             connection = await settings.database.connect("wallet-doctor")
@@ -213,7 +202,7 @@ async def _check_redis(settings: Settings) -> Check:
     from redis.backoff import NoBackoff
     from redis.exceptions import AuthenticationError, ResponseError
 
-    where = _where(settings.redis.url)
+    where = masked_url(settings.redis.url)
     try:
         client = Redis.from_url(
             settings.redis.url,

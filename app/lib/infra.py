@@ -35,6 +35,21 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
     return False
 
 
+def masked_url(url: str) -> str:
+    """A server's URL fit for a terminal: its password hidden (an unparsable one without its credentials part)."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - whatever the URL, what is shown must not carry a password
+        return url.rpartition("@")[2]
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one line for an operator: its text with newlines folded, else its type's name."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
